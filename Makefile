@@ -1,0 +1,58 @@
+# Two commands on a fresh machine: `make run` serves the blog, `make test` runs the suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PG_BIN := /usr/lib/postgresql/15/bin
+# Each xdist worker starts its own throwaway PostgreSQL cluster.
+TEST_WORKERS ?= 2
+
+.PHONY: install migrate run test lint demo lock system-deps clean
+
+install: $(STAMP)
+
+# Reinstall only when the lock file changes.
+$(STAMP): requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	touch $@
+
+migrate: install
+	$(BIN)/alembic upgrade head
+
+run: migrate
+	$(BIN)/uvicorn main:app --host $(HOST) --port $(PORT)
+
+demo: migrate
+	$(BIN)/python -m seed --users 20 --posts 200
+
+# The suite needs PostgreSQL 15 server binaries and Debian's Chromium; install them when missing.
+system-deps:
+	@if [ ! -x $(PG_BIN)/initdb ] || [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 chromium >/dev/null; \
+	  else \
+	    echo "Missing PostgreSQL 15 or Chromium: sudo apt-get install postgresql-15 chromium" >&2; exit 1; \
+	  fi; \
+	fi
+
+test: install system-deps
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Regenerate requirements.lock from pyproject.toml in a scratch virtualenv.
+lock:
+	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
+	.lockvenv/bin/pip install --quiet ".[dev]"
+	{ echo "# Exact versions of every package, direct and transitive. Regenerate with 'make lock'."; \
+	  .lockvenv/bin/pip freeze --exclude inkwell; } > requirements.lock
+	rm -rf .lockvenv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,175 @@
+"""Queries and writes shared by the API and the pages."""
+
+from dataclasses import dataclass
+
+from fastapi import HTTPException, status
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, joinedload
+
+from models import Post, User
+from schemas import PostCreate, PostReplace, PostUpdate, UserCreate, UserUpdate
+
+USER_NOT_FOUND = "User not found"
+POST_NOT_FOUND = "Post not found"
+NOT_THE_AUTHOR = "You are not the author of this post"
+
+
+class DuplicateError(Exception):
+    """A unique field (username, email) is already taken."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class PostPage:
+    """One page of a newest-first post listing.
+
+    `last_known_page` is the highest page number known to exist. Only a bounded number of
+    rows past this page is counted, so a listing costs the same at any table size.
+    """
+
+    posts: list[Post]
+    number: int
+    size: int
+    last_known_page: int
+
+    @property
+    def has_next(self) -> bool:
+        return self.last_known_page > self.number
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+
+# ---------------------------------------------------------------- users
+
+
+def get_user(db: Session, *, user_id: int) -> User | None:
+    return db.get(User, user_id)
+
+
+def get_user_or_404(db: Session, *, user_id: int) -> User:
+    user = get_user(db, user_id=user_id)
+    if user is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, USER_NOT_FOUND)
+    return user
+
+
+def _ensure_unique(
+    db: Session, *, username: str | None, email: str | None, exclude: int = 0
+) -> None:
+    """Raise DuplicateError naming the first taken field (a friendly, early check)."""
+    taken = db.execute(
+        select(User.username, User.email).where(
+            User.id != exclude, or_(User.username == username, User.email == email)
+        )
+    ).all()
+    for row in taken:
+        if username is not None and row.username == username:
+            raise DuplicateError("username", "That username is already taken")
+        if email is not None and row.email == email:
+            raise DuplicateError("email", "That email address is already registered")
+
+
+def _commit_unique(db: Session) -> None:
+    """Commit; a unique constraint firing here means a concurrent request won the race."""
+    try:
+        db.commit()
+    except IntegrityError as exc:
+        db.rollback()
+        raise DuplicateError("username", "That username or email is already taken") from exc
+
+
+def create_user(db: Session, *, data: UserCreate) -> User:
+    _ensure_unique(db, username=data.username, email=data.email)
+    user = User(**data.model_dump())
+    db.add(user)
+    _commit_unique(db)
+    return user
+
+
+def update_user(db: Session, *, user: User, data: UserUpdate) -> User:
+    changes = data.model_dump(exclude_unset=True)
+    _ensure_unique(
+        db, username=changes.get("username"), email=changes.get("email"), exclude=user.id
+    )
+    for field, value in changes.items():
+        setattr(user, field, value)
+    _commit_unique(db)
+    return user
+
+
+def delete_user(db: Session, *, user: User) -> None:
+    # Posts go with the user through ON DELETE CASCADE in the database.
+    db.delete(user)
+    db.commit()
+
+
+# ---------------------------------------------------------------- posts
+
+
+def _newest_first(query: Select[tuple[Post]]) -> Select[tuple[Post]]:
+    return query.order_by(Post.date_posted.desc(), Post.id.desc())
+
+
+def get_post_or_404(
+    db: Session, *, post_id: int, user: User | None = None, check_author: bool = False
+) -> Post:
+    """The post with its author loaded; 404 if missing, 403 if `user` must be its author."""
+    post = db.scalar(select(Post).options(joinedload(Post.author)).where(Post.id == post_id))
+    if post is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, POST_NOT_FOUND)
+    if check_author and (user is None or post.user_id != user.id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, NOT_THE_AUTHOR)
+    return post
+
+
+def list_posts(
+    db: Session,
+    *,
+    page: int,
+    per_page: int,
+    author_id: int | None = None,
+    lookahead_pages: int = 1,
+) -> PostPage:
+    """A page of posts, newest first, authors loaded in the same statement."""
+    offset = (page - 1) * per_page
+    listing = select(Post)
+    if author_id is not None:
+        listing = listing.where(Post.user_id == author_id)
+    posts = db.scalars(
+        _newest_first(listing.options(joinedload(Post.author))).limit(per_page).offset(offset)
+    ).all()
+    ahead = _count_rows_after(db, listing, start=offset + per_page, cap=lookahead_pages * per_page)
+    pages_ahead = -(-ahead // per_page)
+    return PostPage(list(posts), page, per_page, page + pages_ahead)
+
+
+def _count_rows_after(db: Session, listing: Select[tuple[Post]], *, start: int, cap: int) -> int:
+    """How many rows follow `start` in the listing, counting no further than `cap`."""
+    window = _newest_first(listing.with_only_columns(Post.id)).limit(cap).offset(start).subquery()
+    return db.scalar(select(func.count()).select_from(window)) or 0
+
+
+def create_post(db: Session, *, data: PostCreate | PostReplace, author: User) -> Post:
+    post = Post(title=data.title, content=data.content, author=author)
+    db.add(post)
+    db.commit()
+    return post
+
+
+def update_post(db: Session, *, post: Post, data: PostUpdate | PostReplace) -> Post:
+    for field, value in data.model_dump(exclude_unset=True).items():
+        setattr(post, field, value)
+    db.commit()
+    return post
+
+
+def delete_post(db: Session, *, post: Post) -> None:
+    db.delete(post)
+    db.commit()

@@ -1,0 +1,105 @@
+"""Engine, session factory and the request-scoped session dependency."""
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from config import get_settings
+
+# Requests with these methods only read, so they may use SQLite's deferred BEGIN.
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SQLITE_BUSY_TIMEOUT_MS = 5000
+IMMEDIATE = "sqlite_begin_immediate"
+
+
+# Named constraints, so migrations can refer to (and drop) them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base for every model."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take BEGIN away from the sqlite3 driver so SQLAlchemy emits it (see _on_begin).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # A deferred transaction that reads and then writes fails at once with
+        # "database is locked" when another writer got there first, whatever busy_timeout
+        # says; IMMEDIATE takes the write lock up front and so waits politely instead.
+        immediate = connection.get_execution_options().get(IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for `url`, with SQLite tuned for a multi-process web server."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Database:
+    """One engine plus a writer view of it whose transactions start with BEGIN IMMEDIATE."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        self.write_engine = self.engine.execution_options(**{IMMEDIATE: True})
+        self._reader = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self._writer = sessionmaker(bind=self.write_engine, expire_on_commit=False)
+
+    def session(self, *, write: bool) -> Session:
+        """A new session; `write=True` for requests that may change data."""
+        return self._writer() if write else self._reader()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def get_database(request: Request) -> Database:
+    """The app's Database, created in the lifespan."""
+    return request.app.state.database
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """Yield one session per request; roll back whatever the route did not commit."""
+    database: Database = request.app.state.database
+    session = database.session(write=request.method not in READ_ONLY_METHODS)
+    try:
+        yield session
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_db)]
+
+
+def default_database_url() -> str:
+    """The configured URL (used by Alembic and the seed command)."""
+    return get_settings().database_url

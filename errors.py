@@ -1,0 +1,68 @@
+"""Error handlers: JSON for the API, HTML pages in the site layout for everything else."""
+
+import logging
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from crud import DuplicateError
+from templating import templates
+
+logger = logging.getLogger("inkwell")
+API_PREFIX = "/api"
+
+
+def _wants_json(request: Request) -> bool:
+    path = request.url.path
+    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
+
+
+def render_error_page(request: Request, status_code: int, message: str | None = None) -> Response:
+    """The site's error page for `status_code`."""
+    phrase = HTTPStatus(status_code).phrase
+    context = {"status_code": status_code, "phrase": phrase, "message": message}
+    return templates.TemplateResponse(
+        request, "errors/error.html", context, status_code=status_code
+    )
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if _wants_json(request):
+        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+    default_phrase = HTTPStatus(exc.status_code).phrase
+    message = exc.detail if exc.detail != default_phrase else None
+    return render_error_page(request, exc.status_code, message)
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+    if _wants_json(request):
+        errors = [{k: v for k, v in e.items() if k != "ctx"} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+    # A page address with a malformed part names nothing that exists.
+    if any(error["loc"][:1] == ("path",) for error in exc.errors()):
+        return render_error_page(request, status.HTTP_404_NOT_FOUND)
+    return render_error_page(request, status.HTTP_400_BAD_REQUEST, "The request was malformed.")
+
+
+async def duplicate_error(request: Request, exc: DuplicateError) -> Response:
+    return JSONResponse({"detail": exc.message}, status.HTTP_409_CONFLICT)
+
+
+async def unhandled_error(request: Request, exc: Exception) -> Response:
+    # The traceback goes to the log, never to the client.
+    logger.exception("Unhandled error on %s %s", request.method, request.url.path)
+    if _wants_json(request):
+        return JSONResponse(
+            {"detail": "Internal Server Error"}, status.HTTP_500_INTERNAL_SERVER_ERROR
+        )
+    return render_error_page(request, status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(DuplicateError, duplicate_error)
+    app.add_exception_handler(Exception, unhandled_error)

@@ -1,0 +1,44 @@
+"""Application factory: wires settings, database, routers, static files and error handlers."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from config import Settings, get_settings
+from database import Database
+from errors import register_error_handlers
+from routers import api, pages
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    app.state.database.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build an Inkwell application for `settings` (the environment's by default)."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title=settings.site_name,
+        summary="A server-rendered blog with a JSON API.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = Database(settings.database_url)
+    (settings.media_dir / "profile_pics").mkdir(parents=True, exist_ok=True)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/media", StaticFiles(directory=settings.media_dir), name="media")
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    register_error_handlers(app)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,1 @@
+"""HTTP routers, one per audience: the JSON API, public pages and account forms."""

@@ -1,0 +1,71 @@
+"""Public pages: post listings, single posts and author pages."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse
+
+import crud
+from config import SettingsDep
+from database import SessionDep
+from routers.api import MAX_PAGE
+from schemas import MAX_ID
+from templating import templates
+
+router = APIRouter(include_in_schema=False)
+
+PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+# Pages show two page numbers beyond the current one when they exist.
+LOOKAHEAD_PAGES = 2
+
+
+def _require_id(value: int) -> int:
+    """Ids the database cannot hold cannot name anything: treat them as not found."""
+    if not 1 <= value <= MAX_ID:
+        raise HTTPException(status.HTTP_404_NOT_FOUND)
+    return value
+
+
+def _require_rows(listing: crud.PostPage) -> None:
+    # Page 1 may be empty (the friendly empty state); later pages past the end do not exist.
+    if listing.number > 1 and not listing.posts:
+        raise HTTPException(status.HTTP_404_NOT_FOUND)
+
+
+@router.get("/", response_class=HTMLResponse, name="home")
+@router.get("/posts", response_class=HTMLResponse, name="posts")
+def home(
+    request: Request, db: SessionDep, settings: SettingsDep, page: PageNumber = 1
+) -> HTMLResponse:
+    """Newest posts from every author."""
+    listing = crud.list_posts(
+        db, page=page, per_page=settings.page_size, lookahead_pages=LOOKAHEAD_PAGES
+    )
+    _require_rows(listing)
+    return templates.TemplateResponse(request, "posts/list.html", {"listing": listing})
+
+
+@router.get("/posts/{post_id:int}", response_class=HTMLResponse, name="post_detail")
+def post_detail(request: Request, post_id: int, db: SessionDep) -> HTMLResponse:
+    """One post."""
+    post = crud.get_post_or_404(db, post_id=_require_id(post_id))
+    return templates.TemplateResponse(request, "posts/detail.html", {"post": post})
+
+
+@router.get("/users/{user_id:int}/posts", response_class=HTMLResponse, name="user_posts")
+def user_posts(
+    request: Request, user_id: int, db: SessionDep, settings: SettingsDep, page: PageNumber = 1
+) -> HTMLResponse:
+    """An author's page: their avatar and their posts."""
+    author = crud.get_user_or_404(db, user_id=_require_id(user_id))
+    listing = crud.list_posts(
+        db,
+        page=page,
+        per_page=settings.page_size,
+        author_id=author.id,
+        lookahead_pages=LOOKAHEAD_PAGES,
+    )
+    _require_rows(listing)
+    return templates.TemplateResponse(
+        request, "users/posts.html", {"author": author, "listing": listing}
+    )

@@ -1,0 +1,122 @@
+"""Pydantic models: what the API accepts and returns, and what the forms validate."""
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+# Largest id either database can store in an INTEGER column; larger ids are invalid input.
+MAX_ID = 2**31 - 1
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+
+
+def _reject_nul(value: str) -> str:
+    # PostgreSQL cannot store NUL in text, and no one means to type one.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _reject_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+# Constraints come first so they see the stripped string; the NUL check runs after them.
+Username = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=USERNAME_PATTERN),
+]
+Email = Annotated[EmailStr, StringConstraints(max_length=120), AfterValidator(str.lower)]
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_reject_nul),
+]
+Content = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=100_000),
+    AfterValidator(_reject_blank),
+    AfterValidator(_reject_nul),
+]
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+class PartialUpdate(BaseModel):
+    """Base for PATCH bodies: a field may be left out, but not sent as null."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("may be omitted but not null")
+        return value
+
+
+class UserBase(BaseModel):
+    username: Username
+    email: Email
+
+
+class UserCreate(UserBase):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserUpdate(PartialUpdate):
+    username: Username | None = None
+    email: Email | None = None
+
+
+class UserPublic(BaseModel):
+    """A user as anyone may see them: no email address."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    username: str
+    image_path: str
+    created_at: datetime
+
+
+class PostBase(BaseModel):
+    title: Title
+    content: Content
+
+
+class PostCreate(PostBase):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id
+
+
+class PostReplace(PostBase):
+    """The body of PUT: every editable field, all required."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PostUpdate(PartialUpdate):
+    """The body of PATCH: only the fields sent are changed."""
+
+    title: Title | None = None
+    content: Content | None = None
+
+
+class PostPublic(PostBase):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    date_posted: datetime
+    updated_at: datetime
+    author: UserPublic

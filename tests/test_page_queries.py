@@ -1,0 +1,39 @@
+"""SQL statements per page: constant, whatever the number of posts shown."""
+
+import pytest
+
+from config import Settings
+
+
+@pytest.fixture
+def settings(database_url, tmp_path) -> Settings:
+    # Pages of 50 posts, so the statement-count test compares 1 against 50 rows.
+    return Settings(database_url=database_url, media_dir=tmp_path / "media", page_size=50)
+
+
+@pytest.mark.parametrize("page", ["home", "author"])
+def test_page_statement_count_does_not_grow_with_posts(
+    client, make_user, make_post, count_statements, page
+):
+    author = make_user()
+    counts = []
+    for total in (1, 50):
+        while client.get("/api/posts?per_page=100").json().__len__() < total:
+            # Home: a new author per post (a lazy author load would show); author page: one author.
+            make_post(author if page == "author" else make_user())
+        path = "/" if page == "home" else f"/users/{author.id}/posts"
+        counter = count_statements()
+        response = client.get(path)
+        assert response.status_code == 200
+        assert response.text.count('class="post-card"') == (
+            total if page == "home" else min(total, 50)
+        )
+        counts.append(counter.count)
+    assert counts[0] == counts[1]
+
+
+def test_post_page_statement_count(client, make_post, count_statements):
+    post = make_post()
+    counter = count_statements()
+    assert client.get(f"/posts/{post.id}").status_code == 200
+    assert counter.count == 1

@@ -1,0 +1,146 @@
+"""Server-rendered pages: listings, post and author pages, errors."""
+
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+
+import pytest
+
+
+class LinkCollector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.images: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "a" and values.get("href"):
+            self.links.append(values["href"])
+        if tag == "img" and values.get("src"):
+            self.images.append(values["src"])
+
+
+def parse(html: str) -> LinkCollector:
+    collector = LinkCollector()
+    collector.feed(html)
+    return collector
+
+
+def test_home_lists_newest_posts_with_author_and_date(client, make_user, make_post):
+    alice = make_user("alice")
+    make_post(alice, title="Older post", date_posted=datetime(2024, 1, 15, 9, 30, tzinfo=UTC))
+    newer = make_post(
+        alice, title="Newer post", date_posted=datetime(2024, 2, 1, 9, 30, tzinfo=UTC)
+    )
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    html = response.text
+    assert html.index("Newer post") < html.index("Older post")
+    assert "January 15, 2024" in html
+    assert "February 1, 2024" in html
+    page = parse(html)
+    assert f"http://testserver/posts/{newer.id}" in page.links
+    assert f"http://testserver/users/{alice.id}/posts" in page.links
+    assert "http://testserver/static/profile_pics/default.jpg" in page.images
+
+
+def test_posts_path_is_the_listing_too(client, make_post):
+    make_post(title="Shown on /posts")
+    assert "Shown on /posts" in client.get("/posts").text
+
+
+def test_empty_home_has_friendly_state(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "Nothing here yet" in response.text
+
+
+def test_home_pagination_is_numbered(client, make_user, make_post):
+    author = make_user()
+    posts = [make_post(author, title=f"Numbered {n:02d}") for n in range(25)]
+    first = client.get("/")
+    assert "Numbered 24" in first.text and "Numbered 14" not in first.text
+    assert 'href="http://testserver/?page=2"' in first.text
+    assert 'href="http://testserver/?page=3"' in first.text
+    third = client.get("/?page=3")
+    assert third.status_code == 200
+    assert "Numbered 04" in third.text and "Numbered 05" not in third.text
+    assert 'rel="next"' not in third.text
+    assert 'aria-current="page">3<' in third.text
+    assert len(posts) == 25
+
+
+def test_page_past_the_end_is_404(client, make_post):
+    make_post()
+    assert client.get("/?page=2").status_code == 404
+
+
+@pytest.mark.parametrize("query", ["page=0", "page=abc", "page=-1"])
+def test_bad_page_number_is_an_html_error_not_500(client, query):
+    response = client.get(f"/?{query}")
+    assert response.status_code == 400
+    assert "text/html" in response.headers["content-type"]
+
+
+def test_post_page_escapes_content(client, make_post):
+    post = make_post(title="<script>alert(1)</script>", content="<img src=x onerror=alert(1)>")
+    response = client.get(f"/posts/{post.id}")
+    assert response.status_code == 200
+    assert "<script>alert(1)</script>" not in response.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
+    assert "<img src=x" not in response.text
+
+
+def test_author_page_shows_only_their_posts_and_avatar(client, make_user, make_post):
+    alice = make_user("alice", image_file="abc123.jpg")
+    bob = make_user("bob")
+    make_post(alice, title="By Alice")
+    make_post(bob, title="By Bob")
+    response = client.get(f"/users/{alice.id}/posts")
+    assert response.status_code == 200
+    assert "By Alice" in response.text and "By Bob" not in response.text
+    assert "http://testserver/media/profile_pics/abc123.jpg" in parse(response.text).images
+
+
+def test_author_page_empty_state(client, make_user):
+    carol = make_user("carol")
+    response = client.get(f"/users/{carol.id}/posts")
+    assert response.status_code == 200
+    assert "hasn\u2019t published anything yet" in response.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/posts/999", "/users/999/posts", "/no/such/page", "/posts/99999999999999", "/posts/abc"],
+)
+def test_unknown_pages_get_html_404_in_layout(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert "text/html" in response.headers["content-type"]
+    assert "We couldn\u2019t find that page" in response.text
+    assert 'class="site-header"' in response.text
+
+
+def test_api_404_stays_json(client):
+    response = client.get("/api/nothing-here")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
+
+
+def test_every_link_resolves(client, make_user, make_post):
+    """Every internal link and image on the main pages answers 200."""
+    author = make_user()
+    post = make_post(author)
+    for path in ("/", f"/posts/{post.id}", f"/users/{author.id}/posts"):
+        page = parse(client.get(path).text)
+        for url in page.links + page.images:
+            if url.startswith("http://testserver"):
+                assert client.get(url).status_code == 200, url
+
+
+def test_static_files_are_served(client):
+    assert client.get("/static/css/style.css").status_code == 200
+    avatar = client.get("/static/profile_pics/default.jpg")
+    assert avatar.status_code == 200
+    assert avatar.content[:3] == b"\xff\xd8\xff"  # a real JPEG
