@@ -20,9 +20,15 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./blog.db"
     secret_key: str = DEVELOPMENT_SECRET_KEY
     debug: bool = True
+    # Mark cookies Secure; turn on whenever the site is served over https.
+    secure_cookies: bool = False
     media_dir: Path = PROJECT_ROOT / "media"
     page_size: int = Field(default=10, ge=1, le=100)
     site_name: str = "Inkwell"
+
+    @property
+    def avatar_dir(self) -> Path:
+        return self.media_dir / "profile_pics"
 
 
 @lru_cache

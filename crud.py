@@ -1,14 +1,17 @@
 """Queries and writes shared by the API and the pages."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import HTTPException, status
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
+from auth import hash_password
 from models import Post, User
-from schemas import PostCreate, PostReplace, PostUpdate, UserCreate, UserUpdate
+from schemas import MAX_ID, PostCreate, PostReplace, PostUpdate, UserCreate, UserUpdate
+from uploads import remove_avatar, store_avatar
 
 USER_NOT_FOUND = "User not found"
 POST_NOT_FOUND = "Post not found"
@@ -50,7 +53,8 @@ class PostPage:
 
 
 def get_user(db: Session, *, user_id: int) -> User | None:
-    return db.get(User, user_id)
+    # An id the INTEGER column cannot hold names no one (and would make PostgreSQL raise).
+    return db.get(User, user_id) if 1 <= user_id <= MAX_ID else None
 
 
 def get_user_or_404(db: Session, *, user_id: int) -> User:
@@ -87,7 +91,9 @@ def _commit_unique(db: Session) -> None:
 
 def create_user(db: Session, *, data: UserCreate) -> User:
     _ensure_unique(db, username=data.username, email=data.email)
-    user = User(**data.model_dump())
+    user = User(
+        username=data.username, email=data.email, password_hash=hash_password(data.password)
+    )
     db.add(user)
     _commit_unique(db)
     return user
@@ -104,10 +110,32 @@ def update_user(db: Session, *, user: User, data: UserUpdate) -> User:
     return user
 
 
-def delete_user(db: Session, *, user: User) -> None:
-    # Posts go with the user through ON DELETE CASCADE in the database.
+def delete_user(db: Session, *, user: User, avatar_dir: Path) -> None:
+    # Posts and sessions go with the user through ON DELETE CASCADE in the database; the
+    # picture goes only once the deletion is committed.
+    picture = user.image_file
     db.delete(user)
     db.commit()
+    remove_avatar(avatar_dir, picture)
+
+
+def set_profile_picture(db: Session, *, user: User, jpeg: bytes, avatar_dir: Path) -> User:
+    """Store the new picture, point the user at it, then remove the old one.
+
+    The old file is removed only after the commit; if the commit fails, the new file is
+    removed instead, so no file is ever orphaned and no user points at a missing one.
+    """
+    new_name = store_avatar(jpeg, avatar_dir)
+    old_name = user.image_file
+    user.image_file = new_name
+    try:
+        db.commit()
+    except Exception:
+        db.rollback()
+        remove_avatar(avatar_dir, new_name)
+        raise
+    remove_avatar(avatar_dir, old_name)
+    return user
 
 
 # ---------------------------------------------------------------- posts
@@ -121,7 +149,9 @@ def get_post_or_404(
     db: Session, *, post_id: int, user: User | None = None, check_author: bool = False
 ) -> Post:
     """The post with its author loaded; 404 if missing, 403 if `user` must be its author."""
-    post = db.scalar(select(Post).options(joinedload(Post.author)).where(Post.id == post_id))
+    post = None
+    if 1 <= post_id <= MAX_ID:
+        post = db.scalar(select(Post).options(joinedload(Post.author)).where(Post.id == post_id))
     if post is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, POST_NOT_FOUND)
     if check_author and (user is None or post.user_id != user.id):

@@ -5,11 +5,12 @@ from http import HTTPStatus
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from auth import LoginRequiredError
 from crud import DuplicateError
-from templating import templates
+from templating import render
 
 logger = logging.getLogger("inkwell")
 API_PREFIX = "/api"
@@ -24,9 +25,7 @@ def render_error_page(request: Request, status_code: int, message: str | None = 
     """The site's error page for `status_code`."""
     phrase = HTTPStatus(status_code).phrase
     context = {"status_code": status_code, "phrase": phrase, "message": message}
-    return templates.TemplateResponse(
-        request, "errors/error.html", context, status_code=status_code
-    )
+    return render(request, "errors/error.html", context, status_code=status_code)
 
 
 async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -51,6 +50,11 @@ async def duplicate_error(request: Request, exc: DuplicateError) -> Response:
     return JSONResponse({"detail": exc.message}, status.HTTP_409_CONFLICT)
 
 
+async def login_required(request: Request, exc: LoginRequiredError) -> Response:
+    login_url = request.url_for("login").include_query_params(next=exc.next_path)
+    return RedirectResponse(str(login_url), status.HTTP_303_SEE_OTHER)
+
+
 async def unhandled_error(request: Request, exc: Exception) -> Response:
     # The traceback goes to the log, never to the client.
     logger.exception("Unhandled error on %s %s", request.method, request.url.path)
@@ -65,4 +69,5 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(DuplicateError, duplicate_error)
+    app.add_exception_handler(LoginRequiredError, login_required)
     app.add_exception_handler(Exception, unhandled_error)

@@ -10,7 +10,13 @@ from fastapi.staticfiles import StaticFiles
 from config import Settings, get_settings
 from database import Database
 from errors import register_error_handlers
-from routers import api, pages
+from middleware import BodyLimitMiddleware
+from routers import account, api, pages
+from uploads import MAX_PICTURE_BYTES
+
+# Multipart framing and the form's other fields, on top of the picture itself.
+UPLOAD_OVERHEAD = 64 * 1024
+UPLOAD_PATHS = ("/account/picture", "/api/users/me/picture")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -32,11 +38,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database = Database(settings.database_url)
-    (settings.media_dir / "profile_pics").mkdir(parents=True, exist_ok=True)
+    settings.avatar_dir.mkdir(parents=True, exist_ok=True)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/media", StaticFiles(directory=settings.media_dir), name="media")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(account.router)
+    upload_limit = MAX_PICTURE_BYTES + UPLOAD_OVERHEAD
+    app.add_middleware(BodyLimitMiddleware, limits=dict.fromkeys(UPLOAD_PATHS, upload_limit))
     register_error_handlers(app)
     return app
 

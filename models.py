@@ -49,6 +49,8 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(50), unique=True)
     email: Mapped[str] = mapped_column(String(120), unique=True)
     image_file: Mapped[str | None] = mapped_column(String(64), default=None)
+    # None for accounts created before passwords existed: they can be read but not log in.
+    password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     posts: Mapped[list["Post"]] = relationship(
@@ -89,3 +91,30 @@ class Post(Base):
 
     def __repr__(self) -> str:
         return f"Post(id={self.id!r}, title={self.title!r})"
+
+
+class AuthSession(Base):
+    """A browser session or an API token. Only a hash of the secret is stored."""
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    user: Mapped[User] = relationship()
+
+
+class LoginFailure(Base):
+    """One failed login, keyed by account or client address; kept in the database so that
+    every worker process sees the same count."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_failed_at", "key", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200))
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

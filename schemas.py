@@ -13,6 +13,8 @@ from pydantic import (
     field_validator,
 )
 
+from auth import is_common_password
+
 # Largest id either database can store in an INTEGER column; larger ids are invalid input.
 MAX_ID = 2**31 - 1
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
@@ -22,6 +24,12 @@ def _reject_nul(value: str) -> str:
     # PostgreSQL cannot store NUL in text, and no one means to type one.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _reject_common(value: str) -> str:
+    if is_common_password(value):
+        raise ValueError("is too common; choose a less guessable password")
     return value
 
 
@@ -49,6 +57,14 @@ Content = Annotated[
     AfterValidator(_reject_nul),
 ]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+# Length is the only rule: no composition rules, and nothing is ever truncated. The upper
+# bound only stops someone from making the server hash a megabyte.
+Password = Annotated[
+    str,
+    StringConstraints(min_length=8, max_length=1024),
+    AfterValidator(_reject_nul),
+    AfterValidator(_reject_common),
+]
 
 
 class PartialUpdate(BaseModel):
@@ -72,6 +88,20 @@ class UserBase(BaseModel):
 class UserCreate(UserBase):
     model_config = ConfigDict(extra="forbid")
 
+    password: Password
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: Annotated[str, StringConstraints(max_length=1024)]
+    new_password: Password
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+
 
 class UserUpdate(PartialUpdate):
     username: Username | None = None
@@ -89,15 +119,21 @@ class UserPublic(BaseModel):
     created_at: datetime
 
 
+class UserPrivate(UserPublic):
+    """A user as they see themselves."""
+
+    email: str
+
+
 class PostBase(BaseModel):
     title: Title
     content: Content
 
 
 class PostCreate(PostBase):
-    model_config = ConfigDict(extra="forbid")
+    """The body of POST: the author is the authenticated user."""
 
-    user_id: Id
+    model_config = ConfigDict(extra="forbid")
 
 
 class PostReplace(PostBase):

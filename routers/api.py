@@ -2,19 +2,26 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, File, HTTPException, Path, Query, Request, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
 
+import auth
 import crud
+import uploads
+from auth import ApiToken, ApiUser
 from config import SettingsDep
 from database import SessionDep
-from models import Post
+from models import Post, User
 from schemas import (
     MAX_ID,
+    PasswordChange,
     PostCreate,
     PostPublic,
     PostReplace,
     PostUpdate,
+    Token,
     UserCreate,
+    UserPrivate,
     UserPublic,
     UserUpdate,
 )
@@ -39,8 +46,14 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error("Not found")}
-CONFLICT: dict[int | str, dict[str, Any]] = {409: _error("Username or email already taken")}
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {404: _error("Not found")}
+CONFLICT: Responses = {409: _error("Username or email already taken")}
+AUTH: Responses = {401: _error("Not authenticated")}
+FORBIDDEN: Responses = {403: _error("Not allowed for this user")}
+INVALID: Responses = {422: _error("Invalid input")}
+TOO_LARGE: Responses = {413: _error("Request body too large")}
+THROTTLED: Responses = {429: _error("Too many failed attempts")}
 LIST_HEADERS = {
     "Link": {"description": 'RFC 8288 links to the `rel="prev"` and `rel="next"` pages'}
 }
@@ -58,37 +71,138 @@ def _paginate(request: Request, response: Response, page: crud.PostPage) -> list
     return page.posts
 
 
+# ---------------------------------------------------------------- tokens
+
+
+@router.post("/token", response_model=Token, responses=AUTH | THROTTLED)
+def issue_token(
+    request: Request, db: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+) -> Any:
+    """Exchange a username and password for a bearer token (OAuth2 password flow)."""
+    keys = auth.throttle_keys(form.username, auth.client_ip(request))
+    wait = auth.seconds_until_allowed(db, keys=keys)
+    if wait:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "Too many failed attempts; try again later",
+            headers={"Retry-After": str(wait)},
+        )
+    user = auth.authenticate(db, username=form.username, password=form.password)
+    if user is None:
+        auth.record_login_failure(db, keys=keys)
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, auth.INVALID_LOGIN, {"WWW-Authenticate": "Bearer"}
+        )
+    auth.clear_login_failures(db, key=keys[0])
+    return Token(access_token=auth.create_session(db, user=user, kind="api"))
+
+
+@router.delete("/token", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH)
+def revoke_token(db: SessionDep, user: ApiUser, token: ApiToken) -> None:
+    """Revoke the token used for this request."""
+    if token:
+        auth.end_session(db, token=token)
+
+
+# ---------------------------------------------------------------- users
+
+
 @router.post(
-    "/users", status_code=status.HTTP_201_CREATED, response_model=UserPublic, responses=CONFLICT
+    "/users",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserPublic,
+    responses=CONFLICT | INVALID,
 )
 def create_user(data: UserCreate, db: SessionDep) -> Any:
-    """Create a user."""
+    """Create an account."""
     return crud.create_user(db, data=data)
 
 
-@router.get("/users/{user_id}", response_model=UserPublic, responses=NOT_FOUND)
+@router.get("/users/me", response_model=UserPrivate, responses=AUTH)
+def read_me(user: ApiUser) -> Any:
+    """The authenticated user, email included."""
+    return user
+
+
+@router.patch("/users/me", response_model=UserPrivate, responses=AUTH | CONFLICT | INVALID)
+def update_me(data: UserUpdate, db: SessionDep, user: ApiUser) -> Any:
+    """Change the authenticated user's username or email."""
+    return crud.update_user(db, user=user, data=data)
+
+
+@router.put(
+    "/users/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=AUTH | FORBIDDEN | INVALID,
+)
+def change_my_password(
+    data: PasswordChange, db: SessionDep, user: ApiUser, token: ApiToken
+) -> None:
+    """Change the password; every other session and token is revoked."""
+    if not auth.authenticate(db, username=user.username, password=data.current_password):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "The current password is incorrect")
+    auth.set_password(db, user=user, password=data.new_password, keep_token=token)
+
+
+@router.put("/users/me/picture", response_model=UserPrivate, responses=AUTH | INVALID | TOO_LARGE)
+def upload_my_picture(
+    picture: Annotated[bytes, File(description="JPEG, PNG, WebP or GIF")],
+    db: SessionDep,
+    settings: SettingsDep,
+    user: ApiUser,
+) -> Any:
+    """Replace the profile picture (cropped to a square and resized)."""
+    try:
+        jpeg = uploads.make_avatar(picture)
+    except uploads.PictureError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return crud.set_profile_picture(db, user=user, jpeg=jpeg, avatar_dir=settings.avatar_dir)
+
+
+@router.delete("/users/me", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH)
+def delete_me(db: SessionDep, settings: SettingsDep, user: ApiUser) -> None:
+    """Delete the authenticated user, their posts and their picture."""
+    crud.delete_user(db, user=user, avatar_dir=settings.avatar_dir)
+
+
+@router.get("/users/{user_id}", response_model=UserPublic, responses=NOT_FOUND | INVALID)
 def read_user(user_id: UserId, db: SessionDep) -> Any:
     """Read a user's public profile."""
     return crud.get_user_or_404(db, user_id=user_id)
 
 
-@router.patch("/users/{user_id}", response_model=UserPublic, responses=NOT_FOUND | CONFLICT)
-def update_user(user_id: UserId, data: UserUpdate, db: SessionDep) -> Any:
-    """Change a user's username or email."""
-    user = crud.get_user_or_404(db, user_id=user_id)
-    return crud.update_user(db, user=user, data=data)
+def _only_self(user_id: int, db: SessionDep, user: User) -> User:
+    target = crud.get_user_or_404(db, user_id=user_id)
+    if target.id != user.id:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "You may only change your own account")
+    return target
 
 
-@router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
-def delete_user(user_id: UserId, db: SessionDep) -> None:
-    """Delete a user and all their posts."""
-    crud.delete_user(db, user=crud.get_user_or_404(db, user_id=user_id))
+@router.patch(
+    "/users/{user_id}",
+    response_model=UserPrivate,
+    responses=AUTH | FORBIDDEN | NOT_FOUND | CONFLICT | INVALID,
+)
+def update_user(user_id: UserId, data: UserUpdate, db: SessionDep, user: ApiUser) -> Any:
+    """Change a user's username or email (only your own)."""
+    return crud.update_user(db, user=_only_self(user_id, db, user), data=data)
+
+
+@router.delete(
+    "/users/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=AUTH | FORBIDDEN | NOT_FOUND | INVALID,
+)
+def delete_user(user_id: UserId, db: SessionDep, settings: SettingsDep, user: ApiUser) -> None:
+    """Delete a user and all their posts (only yourself)."""
+    target = _only_self(user_id, db, user)
+    crud.delete_user(db, user=target, avatar_dir=settings.avatar_dir)
 
 
 @router.get(
     "/users/{user_id}/posts",
     response_model=list[PostPublic],
-    responses=NOT_FOUND | {200: {"headers": LIST_HEADERS}},
+    responses=NOT_FOUND | INVALID | {200: {"headers": LIST_HEADERS}},
 )
 def list_user_posts(
     user_id: UserId,
@@ -107,7 +221,14 @@ def list_user_posts(
     return _paginate(request, response, listing)
 
 
-@router.get("/posts", response_model=list[PostPublic], responses={200: {"headers": LIST_HEADERS}})
+# ---------------------------------------------------------------- posts
+
+
+@router.get(
+    "/posts",
+    response_model=list[PostPublic],
+    responses=INVALID | {200: {"headers": LIST_HEADERS}},
+)
 def list_posts(
     request: Request,
     response: Response,
@@ -122,35 +243,41 @@ def list_posts(
 
 
 @router.post(
-    "/posts", status_code=status.HTTP_201_CREATED, response_model=PostPublic, responses=NOT_FOUND
+    "/posts",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PostPublic,
+    responses=AUTH | INVALID,
 )
-def create_post(data: PostCreate, db: SessionDep) -> Any:
-    """Publish a post by the user named in `user_id`."""
-    author = crud.get_user_or_404(db, user_id=data.user_id)
-    return crud.create_post(db, data=data, author=author)
+def create_post(data: PostCreate, db: SessionDep, user: ApiUser) -> Any:
+    """Publish a post as the authenticated user."""
+    return crud.create_post(db, data=data, author=user)
 
 
-@router.get("/posts/{post_id}", response_model=PostPublic, responses=NOT_FOUND)
+@router.get("/posts/{post_id}", response_model=PostPublic, responses=NOT_FOUND | INVALID)
 def read_post(post_id: PostId, db: SessionDep) -> Any:
     """Read one post."""
     return crud.get_post_or_404(db, post_id=post_id)
 
 
-@router.put("/posts/{post_id}", response_model=PostPublic, responses=NOT_FOUND)
-def replace_post(post_id: PostId, data: PostReplace, db: SessionDep) -> Any:
-    """Replace a post's title and content."""
-    post = crud.get_post_or_404(db, post_id=post_id)
+AUTHOR_ONLY = AUTH | FORBIDDEN | NOT_FOUND | INVALID
+
+
+@router.put("/posts/{post_id}", response_model=PostPublic, responses=AUTHOR_ONLY)
+def replace_post(post_id: PostId, data: PostReplace, db: SessionDep, user: ApiUser) -> Any:
+    """Replace a post's title and content (its author only)."""
+    post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
     return crud.update_post(db, post=post, data=data)
 
 
-@router.patch("/posts/{post_id}", response_model=PostPublic, responses=NOT_FOUND)
-def update_post(post_id: PostId, data: PostUpdate, db: SessionDep) -> Any:
-    """Change some of a post's fields."""
-    post = crud.get_post_or_404(db, post_id=post_id)
+@router.patch("/posts/{post_id}", response_model=PostPublic, responses=AUTHOR_ONLY)
+def update_post(post_id: PostId, data: PostUpdate, db: SessionDep, user: ApiUser) -> Any:
+    """Change some of a post's fields (its author only)."""
+    post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
     return crud.update_post(db, post=post, data=data)
 
 
-@router.delete("/posts/{post_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
-def delete_post(post_id: PostId, db: SessionDep) -> None:
-    """Delete a post."""
-    crud.delete_post(db, post=crud.get_post_or_404(db, post_id=post_id))
+@router.delete("/posts/{post_id}", status_code=status.HTTP_204_NO_CONTENT, responses=AUTHOR_ONLY)
+def delete_post(post_id: PostId, db: SessionDep, user: ApiUser) -> None:
+    """Delete a post (its author only)."""
+    post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
+    crud.delete_post(db, post=post)

@@ -2,28 +2,22 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 
 import crud
+from auth import get_current_user
 from config import SettingsDep
 from database import SessionDep
 from routers.api import MAX_PAGE
-from schemas import MAX_ID
-from templating import templates
+from templating import render
 
-router = APIRouter(include_in_schema=False)
+# Every page shows who is logged in, so every page looks the session up.
+router = APIRouter(include_in_schema=False, dependencies=[Depends(get_current_user)])
 
 PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 # Pages show two page numbers beyond the current one when they exist.
 LOOKAHEAD_PAGES = 2
-
-
-def _require_id(value: int) -> int:
-    """Ids the database cannot hold cannot name anything: treat them as not found."""
-    if not 1 <= value <= MAX_ID:
-        raise HTTPException(status.HTTP_404_NOT_FOUND)
-    return value
 
 
 def _require_rows(listing: crud.PostPage) -> None:
@@ -42,22 +36,26 @@ def home(
         db, page=page, per_page=settings.page_size, lookahead_pages=LOOKAHEAD_PAGES
     )
     _require_rows(listing)
-    return templates.TemplateResponse(request, "posts/list.html", {"listing": listing})
+    return render(request, "posts/list.html", {"listing": listing})
 
 
 @router.get("/posts/{post_id:int}", response_class=HTMLResponse, name="post_detail")
 def post_detail(request: Request, post_id: int, db: SessionDep) -> HTMLResponse:
     """One post."""
-    post = crud.get_post_or_404(db, post_id=_require_id(post_id))
-    return templates.TemplateResponse(request, "posts/detail.html", {"post": post})
+    post = crud.get_post_or_404(db, post_id=post_id)
+    return render(request, "posts/detail.html", {"post": post})
 
 
 @router.get("/users/{user_id:int}/posts", response_class=HTMLResponse, name="user_posts")
 def user_posts(
-    request: Request, user_id: int, db: SessionDep, settings: SettingsDep, page: PageNumber = 1
+    request: Request,
+    user_id: int,
+    db: SessionDep,
+    settings: SettingsDep,
+    page: PageNumber = 1,
 ) -> HTMLResponse:
     """An author's page: their avatar and their posts."""
-    author = crud.get_user_or_404(db, user_id=_require_id(user_id))
+    author = crud.get_user_or_404(db, user_id=user_id)
     listing = crud.list_posts(
         db,
         page=page,
@@ -66,6 +64,4 @@ def user_posts(
         lookahead_pages=LOOKAHEAD_PAGES,
     )
     _require_rows(listing)
-    return templates.TemplateResponse(
-        request, "users/posts.html", {"author": author, "listing": listing}
-    )
+    return render(request, "users/posts.html", {"author": author, "listing": listing})

@@ -1,6 +1,7 @@
 """Fixtures: every database test runs against SQLite and a real PostgreSQL server."""
 
 import itertools
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
+from auth import SESSION_COOKIE, create_session, hash_password
 from config import Settings
 from database import Base, Database
 from main import create_app
@@ -69,7 +71,8 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
     yield url
     database = Database(url)
     with database.engine.begin() as connection:
-        connection.execute(text("TRUNCATE posts, users RESTART IDENTITY CASCADE"))
+        tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     database.dispose()
 
 
@@ -159,3 +162,61 @@ def count_statements(app: FastAPI) -> Iterator[Callable[[], StatementCounter]]:
     yield start
     for counter in counters:
         event.remove(engine, "before_cursor_execute", counter)
+
+
+PASSWORD = "correct horse battery staple"
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_from(html: str) -> str:
+    match = CSRF_INPUT.search(html)
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+def form_token(client: TestClient, path: str) -> str:
+    """GET a page with a form and return the CSRF token it carries."""
+    response = client.get(path)
+    assert response.status_code == 200, (path, response.status_code)
+    return csrf_from(response.text)
+
+
+def login(client: TestClient, username: str, password: str = PASSWORD) -> None:
+    """Log in through the real form."""
+    token = form_token(client, "/login")
+    response = client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+
+
+@pytest.fixture
+def make_account(make_user: Callable[..., User]) -> Callable[..., User]:
+    """A user who can log in (hashing a password is slow, so plain make_user does not)."""
+
+    def factory(username: str | None = None, password: str = PASSWORD, **fields: object) -> User:
+        return make_user(username, password_hash=hash_password(password), **fields)
+
+    return factory
+
+
+@pytest.fixture
+def browser_session(db: Session) -> Callable[[TestClient, User], str]:
+    """Give `client` a server-side session for `user` without going through the form."""
+
+    def attach(client: TestClient, user: User) -> str:
+        token = create_session(db, user=user, kind="browser")
+        client.cookies.set(SESSION_COOKIE, token)
+        return token
+
+    return attach
+
+
+@pytest.fixture
+def api_headers(db: Session) -> Callable[[User], dict[str, str]]:
+    def headers(user: User) -> dict[str, str]:
+        return {"Authorization": f"Bearer {create_session(db, user=user, kind='api')}"}
+
+    return headers

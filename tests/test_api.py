@@ -9,22 +9,34 @@ from sqlalchemy.orm import Session
 
 from models import Post, User
 
+PASSWORD = "correct horse battery staple"
+
 
 def create_user(client: TestClient, username: str = "alice", email: str | None = None) -> dict:
-    body = {"username": username, "email": email or f"{username}@example.com"}
+    """Register over the API and log in for a token; the result carries `headers`."""
+    body = {"username": username, "email": email or f"{username}@example.com", "password": PASSWORD}
     response = client.post("/api/users", json=body)
     assert response.status_code == 201, response.text
-    return response.json()
+    token = client.post("/api/token", data={"username": username, "password": PASSWORD})
+    assert token.status_code == 200, token.text
+    return {
+        **response.json(),
+        "headers": {"Authorization": f"Bearer {token.json()['access_token']}"},
+    }
 
 
 def create_post(
-    client: TestClient, user_id: int, title: str = "Hello", content: str = "World"
+    client: TestClient, user: dict, title: str = "Hello", content: str = "World"
 ) -> dict:
     response = client.post(
-        "/api/posts", json={"title": title, "content": content, "user_id": user_id}
+        "/api/posts", json={"title": title, "content": content}, headers=user["headers"]
     )
     assert response.status_code == 201, response.text
     return response.json()
+
+
+def public(user: dict) -> dict:
+    return {key: value for key, value in user.items() if key != "headers"}
 
 
 def test_create_and_read_user_hides_email(client):
@@ -34,7 +46,7 @@ def test_create_and_read_user_hides_email(client):
     assert user["image_path"] == "/static/profile_pics/default.jpg"
     fetched = client.get(f"/api/users/{user['id']}")
     assert fetched.status_code == 200
-    assert fetched.json() == user
+    assert fetched.json() == public(user)
 
 
 def test_email_is_stored_lowercase(client, db: Session):
@@ -57,8 +69,8 @@ def test_email_is_stored_lowercase(client, db: Session):
     ids=["username", "email"],
 )
 def test_duplicate_user_is_409(client, db: Session, first, second):
-    assert client.post("/api/users", json=first).status_code == 201
-    response = client.post("/api/users", json=second)
+    assert client.post("/api/users", json={**first, "password": PASSWORD}).status_code == 201
+    response = client.post("/api/users", json={**second, "password": PASSWORD})
     assert response.status_code == 409
     assert "already" in response.json()["detail"]
     assert db.scalar(select(func.count()).select_from(User)) == 1
@@ -70,7 +82,8 @@ def test_duplicate_from_a_racing_request_is_409_not_500(client, db: Session, mon
 
     create_user(client, "alice")
     monkeypatch.setattr(crud, "_ensure_unique", lambda *args, **kwargs: None)
-    response = client.post("/api/users", json={"username": "alice", "email": "other@example.com"})
+    body = {"username": "alice", "email": "other@example.com", "password": PASSWORD}
+    response = client.post("/api/users", json=body)
     assert response.status_code == 409
     assert db.scalar(select(func.count()).select_from(User)) == 1
 
@@ -78,10 +91,14 @@ def test_duplicate_from_a_racing_request_is_409_not_500(client, db: Session, mon
 def test_update_user_and_conflict(client):
     alice = create_user(client, "alice")
     create_user(client, "bob")
-    renamed = client.patch(f"/api/users/{alice['id']}", json={"username": "alicia"})
+    renamed = client.patch(
+        f"/api/users/{alice['id']}", json={"username": "alicia"}, headers=alice["headers"]
+    )
     assert renamed.status_code == 200
     assert renamed.json()["username"] == "alicia"
-    clash = client.patch(f"/api/users/{alice['id']}", json={"username": "bob"})
+    clash = client.patch(
+        f"/api/users/{alice['id']}", json={"username": "bob"}, headers=alice["headers"]
+    )
     assert clash.status_code == 409
     assert client.get(f"/api/users/{alice['id']}").json()["username"] == "alicia"
 
@@ -89,7 +106,9 @@ def test_update_user_and_conflict(client):
 def test_user_may_keep_own_username_on_update(client):
     alice = create_user(client, "alice")
     response = client.patch(
-        f"/api/users/{alice['id']}", json={"username": "alice", "email": "new@example.com"}
+        f"/api/users/{alice['id']}",
+        json={"username": "alice", "email": "new@example.com"},
+        headers=alice["headers"],
     )
     assert response.status_code == 200
 
@@ -97,38 +116,41 @@ def test_user_may_keep_own_username_on_update(client):
 def test_delete_user_deletes_their_posts(client, db: Session):
     alice = create_user(client, "alice")
     bob = create_user(client, "bob")
-    create_post(client, alice["id"])
-    kept = create_post(client, bob["id"])
-    assert client.delete(f"/api/users/{alice['id']}").status_code == 204
+    create_post(client, alice)
+    kept = create_post(client, bob)
+    assert client.delete(f"/api/users/{alice['id']}", headers=alice["headers"]).status_code == 204
     assert client.get(f"/api/users/{alice['id']}").status_code == 404
     assert db.scalars(select(Post.id)).all() == [kept["id"]]
 
 
 def test_post_crud(client):
     alice = create_user(client)
-    post = create_post(client, alice["id"], "First", "Some words")
+    post = create_post(client, alice, "First", "Some words")
+    auth = alice["headers"]
     assert post["author"]["username"] == "alice"
     assert post["date_posted"].endswith("Z") or post["date_posted"].endswith("+00:00")
 
     replaced = client.put(
-        f"/api/posts/{post['id']}", json={"title": "Second", "content": "New words"}
+        f"/api/posts/{post['id']}", json={"title": "Second", "content": "New words"}, headers=auth
     )
     assert replaced.status_code == 200
     assert (replaced.json()["title"], replaced.json()["content"]) == ("Second", "New words")
 
-    patched = client.patch(f"/api/posts/{post['id']}", json={"title": "Third"})
+    patched = client.patch(f"/api/posts/{post['id']}", json={"title": "Third"}, headers=auth)
     assert patched.status_code == 200
     assert (patched.json()["title"], patched.json()["content"]) == ("Third", "New words")
     assert patched.json()["updated_at"] >= patched.json()["date_posted"]
 
-    assert client.delete(f"/api/posts/{post['id']}").status_code == 204
+    assert client.delete(f"/api/posts/{post['id']}", headers=auth).status_code == 204
     assert client.get(f"/api/posts/{post['id']}").status_code == 404
 
 
-def test_create_post_for_unknown_user_is_404(client, db: Session):
-    response = client.post("/api/posts", json={"title": "t", "content": "c", "user_id": 999})
-    assert response.status_code == 404
-    assert response.json() == {"detail": "User not found"}
+def test_create_post_rejects_a_user_id_in_the_body(client, db: Session):
+    """The author is whoever the token belongs to; naming another one is invalid input."""
+    alice = create_user(client)
+    body = {"title": "t", "content": "c", "user_id": 999}
+    response = client.post("/api/posts", json=body, headers=alice["headers"])
+    assert response.status_code == 422
     assert db.scalar(select(func.count()).select_from(Post)) == 0
 
 
@@ -149,7 +171,8 @@ def test_unknown_ids_are_json_404(client, method, path, detail):
     body = None
     if method in {"PUT", "PATCH"}:
         body = {"title": "t", "content": "c"} if "posts" in path else {"username": "someone"}
-    response = client.request(method, path, json=body)
+    headers = create_user(client)["headers"]
+    response = client.request(method, path, json=body, headers=headers)
     assert response.status_code == 404
     assert response.json() == {"detail": detail}
 
@@ -165,14 +188,13 @@ def test_unknown_ids_are_json_404(client, method, path, detail):
         ({"title": "nul\x00byte", "content": "c"}, "title"),
         ({"title": "t", "content": "nul\x00byte"}, "content"),
         ({"content": "c"}, "title"),
-        ({"title": "t", "content": "c", "user_id": 2**31}, "user_id"),
-        ({"title": "t", "content": "c", "user_id": "abc"}, "user_id"),
+        ({"title": "t"}, "content"),
+        ({"title": 5, "content": "c"}, "title"),
     ],
 )
 def test_invalid_post_is_422_with_field_errors(client, db: Session, body, field):
     alice = create_user(client)
-    body = {"user_id": alice["id"], **body}
-    response = client.post("/api/posts", json=body)
+    response = client.post("/api/posts", json=body, headers=alice["headers"])
     assert response.status_code == 422
     assert field in {error["loc"][-1] for error in response.json()["detail"]}
     assert db.scalar(select(func.count()).select_from(Post)) == 0
@@ -187,17 +209,23 @@ def test_invalid_post_is_422_with_field_errors(client, db: Session, body, field)
         {"username": "nul\x00", "email": "a@example.com"},
         {"username": "alice", "email": "not-an-email"},
         {"username": "alice", "email": ("x" * 110) + "@example.com"},
+        {"username": "alice", "email": "a@example.com", "password": "short"},
+        {"username": "alice", "email": "a@example.com", "password": "password123"},
+        {"username": "alice", "email": "a@example.com", "password": None},
     ],
 )
 def test_invalid_user_is_422(client, db: Session, body):
-    response = client.post("/api/users", json=body)
+    response = client.post("/api/users", json={"password": PASSWORD, **body})
     assert response.status_code == 422
     assert db.scalar(select(func.count()).select_from(User)) == 0
 
 
 def test_patch_rejects_explicit_null(client):
-    post = create_post(client, create_user(client)["id"])
-    response = client.patch(f"/api/posts/{post['id']}", json={"title": None})
+    alice = create_user(client)
+    post = create_post(client, alice)
+    response = client.patch(
+        f"/api/posts/{post['id']}", json={"title": None}, headers=alice["headers"]
+    )
     assert response.status_code == 422
     assert client.get(f"/api/posts/{post['id']}").json()["title"] == post["title"]
 
@@ -222,7 +250,7 @@ def _next_link(response) -> str | None:
 
 def test_list_is_newest_first_paginated_with_link_header(client):
     alice = create_user(client)
-    ids = [create_post(client, alice["id"], f"Post {n}")["id"] for n in range(25)]
+    ids = [create_post(client, alice, f"Post {n}")["id"] for n in range(25)]
     first = client.get("/api/posts")
     assert first.status_code == 200
     assert [p["id"] for p in first.json()] == ids[::-1][:10]  # default page size is 10
@@ -239,7 +267,7 @@ def test_list_is_newest_first_paginated_with_link_header(client):
 def test_last_page_has_prev_but_no_next_link(client):
     alice = create_user(client)
     for n in range(3):
-        create_post(client, alice["id"], f"Post {n}")
+        create_post(client, alice, f"Post {n}")
     response = client.get("/api/posts?per_page=2&page=2")
     assert len(response.json()) == 1
     assert 'rel="prev"' in response.headers["link"]
@@ -261,8 +289,8 @@ def test_same_timestamp_posts_have_stable_order(client, make_user, make_post):
 def test_user_posts_lists_only_that_author(client):
     alice = create_user(client, "alice")
     bob = create_user(client, "bob")
-    mine = create_post(client, alice["id"], "Mine")
-    create_post(client, bob["id"], "Theirs")
+    mine = create_post(client, alice, "Mine")
+    create_post(client, bob, "Theirs")
     response = client.get(f"/api/users/{alice['id']}/posts")
     assert [p["id"] for p in response.json()] == [mine["id"]]
 

@@ -1,5 +1,6 @@
 """Migrations are the schema's source of truth: upgrade gives the models' schema exactly."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -8,11 +9,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
 from database import Base, make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2024, 1, 15, tzinfo=UTC)
 
 
 def alembic_config(url: str) -> Config:
@@ -65,3 +67,31 @@ def test_differences_are_detected(engine, empty_database_url):
     command.upgrade(config, "head")
     command.downgrade(config, "base")
     assert schema_differences(engine) != []
+
+
+def test_data_survives_upgrade_and_downgrade(engine, empty_database_url):
+    """Rebuilding a table on SQLite must not cascade-delete the rows that refer to it."""
+    config = alembic_config(empty_database_url)
+    command.upgrade(config, "0001")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (id, username, email, created_at)"
+                " VALUES (1, 'old', 'o@x.io', :t)"
+            ),
+            {"t": NOW},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO posts (title, content, user_id, date_posted, updated_at)"
+                " VALUES ('kept', 'body', 1, :t, :t)"
+            ),
+            {"t": NOW},
+        )
+    command.upgrade(config, "head")
+    command.downgrade(config, "0001")
+    command.upgrade(config, "head")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT title FROM posts")).scalars().all() == ["kept"]
+        user = connection.execute(text("SELECT username, password_hash FROM users")).one()
+        assert tuple(user) == ("old", None)

@@ -1,0 +1,375 @@
+"""Account forms: register, log in and out, the account page, and writing posts."""
+
+from dataclasses import dataclass
+from typing import Annotated, TypeVar
+
+from fastapi import APIRouter, Depends, Form, Request, Response, status
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+
+import auth
+import crud
+import uploads
+from auth import CsrfProtected, CurrentUser, RequiredUser
+from config import SettingsDep
+from database import SessionDep
+from middleware import RequestTooLarge
+from schemas import PasswordChange, PostReplace, UserCreate, UserUpdate
+from templating import redirect, render
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(auth.get_current_user)])
+
+FormText = Annotated[str, Form()]
+Errors = dict[str, str]
+
+
+def form_errors(exc: ValidationError) -> Errors:
+    """Field name → first message, worded for a person rather than a program."""
+    errors: Errors = {}
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "form"
+        message = error["msg"].removeprefix("Value error, ")
+        errors.setdefault(field, message[:1].upper() + message[1:])
+    return errors
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def validate(schema: type[Model], values: dict[str, str]) -> Model | Errors:
+    """The schema instance, or the field errors; the API validates with the same schemas."""
+    try:
+        return schema.model_validate(values)
+    except ValidationError as exc:
+        return form_errors(exc)
+
+
+# ---------------------------------------------------------------- register, log in, log out
+
+
+@router.get("/register", name="register")
+def register_form(request: Request, user: CurrentUser) -> Response:
+    """Sign-up form."""
+    if user:
+        return redirect(request, str(request.url_for("home")))
+    return render(request, "auth/register.html", {"values": {}, "errors": {}})
+
+
+@router.post("/register", name="register_submit", dependencies=[CsrfProtected])
+def register(
+    request: Request,
+    db: SessionDep,
+    username: FormText = "",
+    email: FormText = "",
+    password: FormText = "",
+    confirm_password: FormText = "",
+) -> Response:
+    """Create an account and log in."""
+    values = {"username": username, "email": email}
+    result = validate(UserCreate, {**values, "password": password})
+    errors = result if isinstance(result, dict) else {}
+    if password != confirm_password:
+        errors.setdefault("confirm_password", "The passwords do not match")
+    if errors or isinstance(result, dict):
+        return render(request, "auth/register.html", {"values": values, "errors": errors}, 422)
+    try:
+        user = crud.create_user(db, data=result)
+    except crud.DuplicateError as exc:
+        context = {"values": values, "errors": {exc.field: exc.message}}
+        return render(request, "auth/register.html", context, status.HTTP_409_CONFLICT)
+    return _logged_in(request, db, user, f"Welcome to Inkwell, {user.username}!", "/")
+
+
+def _logged_in(
+    request: Request, db: SessionDep, user: auth.User, message: str, next_path: str
+) -> Response:
+    """Start a fresh session (ending any the browser had) and go on to `next_path`."""
+    old_token = request.cookies.get(auth.SESSION_COOKIE)
+    if old_token:
+        auth.end_session(db, token=old_token)
+    token = auth.create_session(db, user=user, kind="browser")
+    response = redirect(request, auth.safe_next(next_path), message)
+    auth.set_session_cookie(response, request, token)
+    return response
+
+
+@router.get("/login", name="login")
+def login_form(request: Request, user: CurrentUser, next: str = "") -> Response:
+    """Log-in form."""
+    if user:
+        return redirect(request, auth.safe_next(next))
+    return render(request, "auth/login.html", {"values": {"next": next}, "errors": {}})
+
+
+@router.post("/login", name="login_submit", dependencies=[CsrfProtected])
+def login(
+    request: Request,
+    db: SessionDep,
+    username: FormText = "",
+    password: FormText = "",
+    next: FormText = "",
+) -> Response:
+    """Check the credentials, slowing down and then refusing repeated failures."""
+    values = {"username": username, "next": next}
+    keys = auth.throttle_keys(username, auth.client_ip(request))
+    wait = auth.seconds_until_allowed(db, keys=keys)
+    if wait:
+        message = f"Too many failed attempts. Try again in {_duration(wait)}."
+        context = {"values": values, "errors": {"form": message}}
+        return render(request, "auth/login.html", context, status.HTTP_429_TOO_MANY_REQUESTS)
+    user = auth.authenticate(db, username=username, password=password)
+    if user is None:
+        auth.record_login_failure(db, keys=keys)
+        context = {"values": values, "errors": {"form": auth.INVALID_LOGIN}}
+        return render(request, "auth/login.html", context, status.HTTP_400_BAD_REQUEST)
+    auth.clear_login_failures(db, key=keys[0])
+    return _logged_in(request, db, user, f"Welcome back, {user.username}!", next)
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = -(-seconds // 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+@router.post("/logout", name="logout", dependencies=[CsrfProtected])
+def logout(request: Request, db: SessionDep) -> Response:
+    """End this browser's session on the server."""
+    token = request.cookies.get(auth.SESSION_COOKIE)
+    if token:
+        auth.end_session(db, token=token)
+    response = redirect(request, str(request.url_for("home")), "You have been logged out.")
+    auth.clear_session_cookie(response)
+    return response
+
+
+# ---------------------------------------------------------------- the account page
+
+
+def _account_page(
+    request: Request, user: auth.User, status_code: int = 200, **sections: object
+) -> Response:
+    context = {
+        "values": {"username": user.username, "email": user.email},
+        "errors": {},
+        "password_errors": {},
+        "picture_error": None,
+        **sections,
+    }
+    return render(request, "account/account.html", context, status_code)
+
+
+@router.get("/account", name="account")
+def account(request: Request, user: RequiredUser) -> Response:
+    """Profile, picture, password and sessions."""
+    return _account_page(request, user)
+
+
+@router.post("/account", name="account_update", dependencies=[CsrfProtected])
+def update_account(
+    request: Request,
+    db: SessionDep,
+    user: RequiredUser,
+    username: FormText = "",
+    email: FormText = "",
+) -> Response:
+    """Change username and email."""
+    values = {"username": username, "email": email}
+    result = validate(UserUpdate, values)
+    if isinstance(result, dict):
+        return _account_page(request, user, 422, values=values, errors=result)
+    try:
+        crud.update_user(db, user=user, data=result)
+    except crud.DuplicateError as exc:
+        errors = {exc.field: exc.message}
+        return _account_page(request, user, status.HTTP_409_CONFLICT, values=values, errors=errors)
+    return redirect(request, str(request.url_for("account")), "Your account has been updated.")
+
+
+@router.post("/account/password", name="account_password", dependencies=[CsrfProtected])
+def change_password(
+    request: Request,
+    db: SessionDep,
+    user: RequiredUser,
+    current_password: FormText = "",
+    new_password: FormText = "",
+    confirm_password: FormText = "",
+) -> Response:
+    """Change the password; every other session ends."""
+    result = validate(
+        PasswordChange, {"current_password": current_password, "new_password": new_password}
+    )
+    errors = result if isinstance(result, dict) else {}
+    if new_password != confirm_password:
+        errors.setdefault("confirm_password", "The passwords do not match")
+    if not errors and not auth.authenticate(db, username=user.username, password=current_password):
+        errors["current_password"] = "That is not your current password"
+    if errors or isinstance(result, dict):
+        return _account_page(request, user, 422, password_errors=errors)
+    keep = request.cookies.get(auth.SESSION_COOKIE)
+    auth.set_password(db, user=user, password=result.new_password, keep_token=keep)
+    message = "Your password has been changed. Other sessions have been logged out."
+    return redirect(request, str(request.url_for("account")), message)
+
+
+@dataclass(frozen=True)
+class PictureUpload:
+    data: bytes | None = None
+    error: str | None = None
+
+
+async def read_picture_form(request: Request) -> PictureUpload:
+    """Parse the upload form here, so an oversize body becomes a form error, not a bare 413.
+
+    The CSRF token is checked on the parsed form; nothing else reads the body.
+    """
+    try:
+        form = await request.form(max_files=1, max_fields=4)
+    except RequestTooLarge:
+        return PictureUpload(error=_too_large_message())
+    await auth.verify_csrf(request)
+    picture = form.get("picture")
+    if not isinstance(picture, UploadFile) or not picture.filename:
+        return PictureUpload(error="Choose a picture to upload.")
+    try:
+        return PictureUpload(data=uploads.read_limited(picture.file))
+    except uploads.PictureError as exc:
+        return PictureUpload(error=str(exc))
+
+
+def _too_large_message() -> str:
+    return f"The picture is larger than {uploads.MAX_PICTURE_BYTES // (1024 * 1024)} MB."
+
+
+@router.post("/account/picture", name="account_picture")
+def upload_picture(
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    user: RequiredUser,
+    upload: Annotated[PictureUpload, Depends(read_picture_form)],
+) -> Response:
+    """Replace the profile picture."""
+    if upload.data is None:
+        status_code = 413 if upload.error == _too_large_message() else 422
+        return _account_page(request, user, status_code, picture_error=upload.error)
+    try:
+        jpeg = uploads.make_avatar(upload.data)
+    except uploads.PictureError as exc:
+        return _account_page(request, user, 422, picture_error=str(exc))
+    crud.set_profile_picture(db, user=user, jpeg=jpeg, avatar_dir=settings.avatar_dir)
+    return redirect(request, str(request.url_for("account")), "Your picture has been updated.")
+
+
+@router.post("/account/logout-everywhere", name="logout_everywhere", dependencies=[CsrfProtected])
+def logout_everywhere(request: Request, db: SessionDep, user: RequiredUser) -> Response:
+    """End every session and API token of this account, this one included."""
+    auth.end_all_sessions(db, user=user)
+    message = "You have been logged out everywhere."
+    response = redirect(request, str(request.url_for("login")), message)
+    auth.clear_session_cookie(response)
+    return response
+
+
+@router.get("/account/delete", name="account_delete")
+def delete_account_form(request: Request, user: RequiredUser) -> Response:
+    """Ask for confirmation before deleting the account."""
+    return render(request, "account/delete.html", {"errors": {}})
+
+
+@router.post("/account/delete", name="account_delete_submit", dependencies=[CsrfProtected])
+def delete_account(
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    user: RequiredUser,
+    password: FormText = "",
+) -> Response:
+    """Delete the account and everything in it, once the password confirms it."""
+    if not auth.authenticate(db, username=user.username, password=password):
+        errors = {"password": "That is not your password"}
+        return render(request, "account/delete.html", {"errors": errors}, 422)
+    crud.delete_user(db, user=user, avatar_dir=settings.avatar_dir)
+    message = "Your account and your posts have been deleted."
+    response = redirect(request, str(request.url_for("home")), message)
+    auth.clear_session_cookie(response)
+    return response
+
+
+# ---------------------------------------------------------------- writing posts
+
+
+def _post_form(
+    request: Request, values: dict[str, str], errors: Errors, post_id: int | None, status_code: int
+) -> Response:
+    context = {"values": values, "errors": errors, "post_id": post_id}
+    return render(request, "posts/form.html", context, status_code)
+
+
+@router.get("/posts/new", name="post_new")
+def new_post_form(request: Request, user: RequiredUser) -> Response:
+    """Form for a new post."""
+    return _post_form(request, {}, {}, None, 200)
+
+
+@router.post("/posts/new", name="post_create", dependencies=[CsrfProtected])
+def create_post(
+    request: Request,
+    db: SessionDep,
+    user: RequiredUser,
+    title: FormText = "",
+    content: FormText = "",
+) -> Response:
+    """Publish a post."""
+    values = {"title": title, "content": content}
+    result = validate(PostReplace, values)
+    if isinstance(result, dict):
+        return _post_form(request, values, result, None, 422)
+    post = crud.create_post(db, data=result, author=user)
+    url = str(request.url_for("post_detail", post_id=post.id))
+    return redirect(request, url, "Your post has been published.")
+
+
+@router.get("/posts/{post_id:int}/edit", name="post_edit")
+def edit_post_form(request: Request, post_id: int, db: SessionDep, user: RequiredUser) -> Response:
+    """Form to edit a post (its author only)."""
+    post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
+    return _post_form(request, {"title": post.title, "content": post.content}, {}, post.id, 200)
+
+
+@router.post("/posts/{post_id:int}/edit", name="post_update", dependencies=[CsrfProtected])
+def update_post(
+    request: Request,
+    post_id: int,
+    db: SessionDep,
+    user: RequiredUser,
+    title: FormText = "",
+    content: FormText = "",
+) -> Response:
+    """Save changes to a post."""
+    post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
+    values = {"title": title, "content": content}
+    result = validate(PostReplace, values)
+    if isinstance(result, dict):
+        return _post_form(request, values, result, post.id, 422)
+    crud.update_post(db, post=post, data=result)
+    url = str(request.url_for("post_detail", post_id=post.id))
+    return redirect(request, url, "Your post has been updated.")
+
+
+@router.get("/posts/{post_id:int}/delete", name="post_delete")
+def delete_post_form(
+    request: Request, post_id: int, db: SessionDep, user: RequiredUser
+) -> Response:
+    """Ask for confirmation before deleting a post."""
+    post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
+    return render(request, "posts/delete.html", {"post": post})
+
+
+@router.post("/posts/{post_id:int}/delete", name="post_delete_submit", dependencies=[CsrfProtected])
+def delete_post(request: Request, post_id: int, db: SessionDep, user: RequiredUser) -> Response:
+    """Delete a post."""
+    post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
+    crud.delete_post(db, post=post)
+    return redirect(request, str(request.url_for("home")), "Your post has been deleted.")
