@@ -228,14 +228,16 @@ async def read_picture_form(request: Request) -> PictureUpload:
         form = await request.form(max_files=1, max_fields=4)
     except RequestTooLarge:
         return PictureUpload(error=_too_large_message())
-    await auth.verify_csrf(request)
-    picture = form.get("picture")
-    if not isinstance(picture, UploadFile) or not picture.filename:
-        return PictureUpload(error="Choose a picture to upload.")
     try:
+        await auth.verify_csrf(request)
+        picture = form.get("picture")
+        if not isinstance(picture, UploadFile) or not picture.filename:
+            return PictureUpload(error="Choose a picture to upload.")
         return PictureUpload(data=uploads.read_limited(picture.file))
     except uploads.PictureError as exc:
         return PictureUpload(error=str(exc))
+    finally:
+        await form.close()
 
 
 def _too_large_message() -> str:

@@ -96,8 +96,12 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 @pytest.fixture
 def db(app: FastAPI) -> Iterator[Session]:
-    """A session on the app's database, for arranging and checking rows."""
-    session = app.state.database.session(write=True)
+    """A session on the app's database, for arranging and checking rows.
+
+    A reader (deferred BEGIN): a writer's BEGIN IMMEDIATE would hold SQLite's write lock
+    between the test's statements and block the app under test.
+    """
+    session = app.state.database.session(write=False)
     yield session
     session.close()
 

@@ -289,7 +289,7 @@ def test_rejected_post_keeps_what_the_user_typed(page: Page, live_server: str) -
 
     expect(title_field).to_have_value(title)
     expect(page.get_by_label("Content")).to_have_value(LONG_CONTENT)
-    expect(page.get_by_role("status")).to_have_count(0)  # nothing was published
+    expect(page.get_by_role("status")).to_have_count(0)  # no "published" flash
 
     ARTIFACTS_DIR.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS_DIR / "post-form-error.png", full_page=True)

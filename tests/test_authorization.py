@@ -1,0 +1,153 @@
+"""Every state-changing route, page and API, for an anonymous visitor, another user and the
+author: the expected status, and the data unchanged wherever the request is refused."""
+
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import select
+
+from models import Post, User
+from tests.conftest import form_token
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str
+    body: dict
+    kind: str  # "page" (form + CSRF) or "api" (JSON + bearer token)
+    expected: dict  # actor -> status
+
+
+PAGE_AUTHOR_ONLY = {"anonymous": 303, "other": 403, "author": 303}
+PAGE_SELF = {"anonymous": 303, "other": 303, "author": 303}
+API_AUTHOR_ONLY = {"anonymous": 401, "other": 403, "author": None}
+
+CASES = [
+    Case(
+        "POST",
+        "/posts/{post}/edit",
+        {"title": "Changed", "content": "Changed"},
+        "page",
+        PAGE_AUTHOR_ONLY,
+    ),
+    Case("POST", "/posts/{post}/delete", {}, "page", PAGE_AUTHOR_ONLY),
+    Case("POST", "/posts/new", {"title": "New", "content": "New"}, "page", PAGE_SELF),
+    Case(
+        "POST",
+        "/account",
+        {"username": "renamed", "email": "renamed@example.com"},
+        "page",
+        PAGE_SELF,
+    ),
+    Case(
+        "PUT",
+        "/api/posts/{post}",
+        {"title": "Changed", "content": "Changed"},
+        "api",
+        {**API_AUTHOR_ONLY, "author": 200},
+    ),
+    Case(
+        "PATCH",
+        "/api/posts/{post}",
+        {"title": "Changed"},
+        "api",
+        {**API_AUTHOR_ONLY, "author": 200},
+    ),
+    Case("DELETE", "/api/posts/{post}", {}, "api", {**API_AUTHOR_ONLY, "author": 204}),
+    Case(
+        "POST",
+        "/api/posts",
+        {"title": "New", "content": "New"},
+        "api",
+        {"anonymous": 401, "other": 201, "author": 201},
+    ),
+    Case(
+        "PATCH",
+        "/api/users/{author}",
+        {"username": "renamed"},
+        "api",
+        {**API_AUTHOR_ONLY, "author": 200},
+    ),
+    Case("DELETE", "/api/users/{author}", {}, "api", {**API_AUTHOR_ONLY, "author": 204}),
+    Case(
+        "PATCH",
+        "/api/users/me",
+        {"username": "renamed"},
+        "api",
+        {"anonymous": 401, "other": 200, "author": 200},
+    ),
+    Case("DELETE", "/api/users/me", {}, "api", {"anonymous": 401, "other": 204, "author": 204}),
+    Case("DELETE", "/api/token", {}, "api", {"anonymous": 401, "other": 204, "author": 204}),
+]
+
+
+def snapshot(db) -> tuple:
+    db.commit()  # end the read transaction: on SQLite it would keep showing an old snapshot
+    db.expire_all()
+    users = db.execute(select(User.id, User.username, User.email).order_by(User.id)).all()
+    posts = db.execute(select(Post.id, Post.title, Post.content).order_by(Post.id)).all()
+    return tuple(users), tuple(posts)
+
+
+@pytest.mark.parametrize("actor", ["anonymous", "other", "author"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.method} {c.path}")
+def test_authorization_matrix(
+    client, db, make_user, make_post, browser_session, api_headers, case, actor
+):
+    author = make_user("author")
+    other = make_user("other")
+    post = make_post(author, title="Original", content="Original")
+    path = case.path.format(post=post.id, author=author.id)
+    user = {"author": author, "other": other}.get(actor)
+    before = snapshot(db)
+
+    if case.kind == "page":
+        if user:
+            browser_session(client, user)
+        # A valid token for this client, so only authorisation can refuse the request.
+        data = {**case.body, "csrf_token": form_token(client, "/" if user else "/login")}
+        response = client.request(case.method, path, data=data, follow_redirects=False)
+    else:
+        headers = api_headers(user) if user else {}
+        response = client.request(case.method, path, json=case.body or None, headers=headers)
+
+    assert response.status_code == case.expected[actor], response.text
+    if actor == "anonymous" and case.kind == "page":
+        assert "/login" in response.headers["location"]
+    refused = response.status_code in {401, 403} or (actor == "anonymous")
+    if refused:
+        assert snapshot(db) == before
+    elif case.path.startswith("/posts/{post}") or case.path.startswith("/api/posts/{post}"):
+        assert snapshot(db) != before
+
+
+def test_edit_and_delete_controls_only_for_the_author(
+    client, make_user, make_post, browser_session
+):
+    author = make_user("author")
+    post = make_post(author)
+    page = client.get(f"/posts/{post.id}").text
+    assert f"/posts/{post.id}/edit" not in page
+    browser_session(client, make_user("other"))
+    assert f"/posts/{post.id}/edit" not in client.get(f"/posts/{post.id}").text
+    assert client.get(f"/posts/{post.id}/edit").status_code == 403
+    assert client.get(f"/posts/{post.id}/delete").status_code == 403
+    browser_session(client, author)
+    page = client.get(f"/posts/{post.id}").text
+    assert f"/posts/{post.id}/edit" in page and f"/posts/{post.id}/delete" in page
+
+
+def test_revoked_token_no_longer_works(client, make_user, api_headers):
+    headers = api_headers(make_user())
+    assert client.get("/api/users/me", headers=headers).status_code == 200
+    assert client.delete("/api/token", headers=headers).status_code == 204
+    response = client.get("/api/users/me", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_browser_session_is_not_an_api_token(client, make_user, browser_session):
+    token = browser_session(client, make_user())
+    response = client.get("/api/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
