@@ -33,6 +33,11 @@ def _reject_common(value: str) -> str:
     return value
 
 
+def _normalise_newlines(value: str) -> str:
+    # Browsers submit textareas with CRLF; store one convention whatever the client.
+    return value.replace("\r\n", "\n")
+
+
 def _reject_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be blank")
@@ -53,6 +58,7 @@ Title = Annotated[
 Content = Annotated[
     str,
     StringConstraints(min_length=1, max_length=100_000),
+    AfterValidator(_normalise_newlines),
     AfterValidator(_reject_blank),
     AfterValidator(_reject_nul),
 ]

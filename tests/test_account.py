@@ -304,3 +304,13 @@ def test_api_me_shows_email_and_password_change_revokes_other_tokens(client, mak
     assert changed.status_code == 204
     assert client.get("/api/users/me", headers=keep).status_code == 200
     assert client.get("/api/users/me", headers=lose).status_code == 401
+
+
+def test_form_line_endings_are_normalised(client, author, db):
+    token = form_token(client, "/posts/new")
+    client.post(
+        "/posts/new",
+        data={"title": "Lines", "content": "one\r\n\r\ntwo", "csrf_token": token},
+    )
+    db.commit()
+    assert db.scalar(select(Post.content)) == "one\n\ntwo"
