@@ -8,6 +8,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
+import search
 from auth import hash_password
 from models import Post, User
 from schemas import MAX_ID, PostCreate, PostReplace, PostUpdate, UserCreate, UserUpdate
@@ -184,6 +185,47 @@ def _count_rows_after(db: Session, listing: Select[tuple[Post]], *, start: int, 
     """How many rows follow `start` in the listing, counting no further than `cap`."""
     window = _newest_first(listing.with_only_columns(Post.id)).limit(cap).offset(start).subquery()
     return db.scalar(select(func.count()).select_from(window)) or 0
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    """One page of ranked search results, each post with its highlighted title and snippet."""
+
+    hits: list[tuple[Post, search.SearchHit]]
+    number: int
+    size: int
+    has_next: bool
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def last_known_page(self) -> int:
+        return self.number + 1 if self.has_next else self.number
+
+    @property
+    def posts(self) -> list[Post]:
+        return [post for post, _ in self.hits]
+
+
+def search_posts(db: Session, *, query: str, page: int, per_page: int) -> SearchResults:
+    """Posts matching `query`, best first, with their authors (two statements)."""
+    found = search.find(db, query=query, limit=per_page + 1, offset=(page - 1) * per_page)
+    page_hits = found[:per_page]
+    ids = [hit.post_id for hit in page_hits]
+    posts = (
+        {
+            post.id: post
+            for post in db.scalars(
+                select(Post).options(joinedload(Post.author)).where(Post.id.in_(ids))
+            )
+        }
+        if ids
+        else {}
+    )
+    hits = [(posts[hit.post_id], hit) for hit in page_hits if hit.post_id in posts]
+    return SearchResults(hits, page, per_page, len(found) > per_page)
 
 
 def create_post(db: Session, *, data: PostCreate | PostReplace, author: User) -> Post:

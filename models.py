@@ -86,6 +86,12 @@ class Post(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     date_posted: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # Derived from `content` when it is written (crud.render_fields), so that page views never
+    # parse Markdown; render_version says which renderer produced them.
+    content_html: Mapped[str] = mapped_column(Text, server_default="", default="")
+    excerpt: Mapped[str] = mapped_column(Text, server_default="", default="")
+    reading_minutes: Mapped[int] = mapped_column(server_default="1", default=1)
+    render_version: Mapped[int] = mapped_column(server_default="0", default=0)
 
     author: Mapped[User] = relationship(back_populates="posts")
 

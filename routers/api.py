@@ -59,7 +59,9 @@ LIST_HEADERS = {
 }
 
 
-def _paginate(request: Request, response: Response, page: crud.PostPage) -> list[Post]:
+def _paginate(
+    request: Request, response: Response, page: crud.PostPage | crud.SearchResults
+) -> list[Post]:
     """Advertise neighbouring pages in a Link header; the body stays a plain array."""
     links = []
     if page.has_previous:
@@ -236,10 +238,17 @@ def list_posts(
     settings: SettingsDep,
     page: PageNumber = 1,
     per_page: PerPage = None,
+    q: Annotated[
+        str | None, Query(description="Full-text search; results are ranked, not by date")
+    ] = None,
 ) -> Any:
-    """List posts, newest first."""
-    listing = crud.list_posts(db, page=page, per_page=per_page or settings.page_size)
-    return _paginate(request, response, listing)
+    """List posts, newest first, or search them with `q`."""
+    size = per_page or settings.page_size
+    if q is not None:
+        return _paginate(
+            request, response, crud.search_posts(db, query=q, page=page, per_page=size)
+        )
+    return _paginate(request, response, crud.list_posts(db, page=page, per_page=size))
 
 
 @router.post(

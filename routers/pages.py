@@ -65,3 +65,12 @@ def user_posts(
     )
     _require_rows(listing)
     return render(request, "users/posts.html", {"author": author, "listing": listing})
+
+
+@router.get("/search", response_class=HTMLResponse, name="search")
+def search_page(
+    request: Request, db: SessionDep, settings: SettingsDep, q: str = "", page: PageNumber = 1
+) -> HTMLResponse:
+    """Full-text search over titles and content."""
+    results = crud.search_posts(db, query=q, page=page, per_page=settings.page_size)
+    return render(request, "search.html", {"query": q, "results": results})

@@ -31,9 +31,19 @@ def engine(empty_database_url: str):
     engine.dispose()
 
 
+# Full-text search objects are backend-specific and live in migration 0003 only.
+SEARCH_OBJECTS = ("posts_fts", "search_vector", "ix_posts_search_vector")
+
+
+def _is_model_object(obj, name, type_, reflected, compare_to) -> bool:
+    return not (name or "").startswith(SEARCH_OBJECTS)
+
+
 def schema_differences(engine: Engine) -> list:
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_object": _is_model_object}
+        )
         return compare_metadata(context, Base.metadata)
 
 
@@ -95,3 +105,19 @@ def test_data_survives_upgrade_and_downgrade(engine, empty_database_url):
         assert connection.execute(text("SELECT title FROM posts")).scalars().all() == ["kept"]
         user = connection.execute(text("SELECT username, password_hash FROM users")).one()
         assert tuple(user) == ("old", None)
+
+
+def search_objects(engine: Engine) -> set[str]:
+    inspector = inspect(engine)
+    names = set(inspector.get_table_names())
+    names |= {column["name"] for column in inspector.get_columns("posts")}
+    return {name for name in names if name.startswith(SEARCH_OBJECTS)}
+
+
+def test_search_index_comes_and_goes_with_its_revision(engine, empty_database_url):
+    config = alembic_config(empty_database_url)
+    command.upgrade(config, "head")
+    expected = {"posts_fts"} if engine.dialect.name == "sqlite" else {"search_vector"}
+    assert expected <= search_objects(engine)
+    command.downgrade(config, "0002")
+    assert search_objects(engine) == set()

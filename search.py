@@ -1,0 +1,94 @@
+"""Full-text search over post titles and content: SQLite FTS5 or PostgreSQL tsvector.
+
+Both backends get the same query: the words of the user's input, each required, matched
+after stemming, ranked with title matches first. The user's text never reaches a query
+parser as syntax: it is cut into words first, so quotes, operators, NUL bytes and very long
+input cannot cause an error.
+"""
+
+import re
+from dataclasses import dataclass
+
+from markupsafe import Markup, escape
+from sqlalchemy import bindparam, text
+from sqlalchemy.orm import Session
+
+MAX_TERMS = 12
+MAX_TERM_LENGTH = 64
+WORD = re.compile(r"\w+", re.UNICODE)
+# Characters from Unicode's private-use area mark the matches in the database's snippet;
+# the snippet is escaped first and only then are they turned into <mark> tags.
+MARK_START, MARK_END = "\ue000", "\ue001"
+SNIPPET_WORDS = 24
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    post_id: int
+    title_html: Markup
+    snippet_html: Markup
+
+
+def search_terms(query: str) -> list[str]:
+    """The words to look for, lowercased, de-duplicated and bounded in number and length."""
+    terms: list[str] = []
+    for word in WORD.findall(query.replace("\x00", " ").lower()):
+        if word not in terms and len(word) <= MAX_TERM_LENGTH:
+            terms.append(word)
+    return terms[:MAX_TERMS]
+
+
+def highlight(marked: str) -> Markup:
+    """Escape the database's text, then turn the match markers into <mark> elements."""
+    escaped = str(escape(marked))
+    return Markup(escaped.replace(MARK_START, "<mark>").replace(MARK_END, "</mark>"))
+
+
+_SQLITE = text(
+    f"""
+    SELECT rowid AS post_id,
+           highlight(posts_fts, 0, '{MARK_START}', '{MARK_END}') AS title,
+           snippet(posts_fts, 1, '{MARK_START}', '{MARK_END}', '…', {SNIPPET_WORDS}) AS snippet
+    FROM posts_fts
+    WHERE posts_fts MATCH :match
+    ORDER BY bm25(posts_fts, 10.0, 1.0), rowid DESC
+    LIMIT :limit OFFSET :offset
+    """
+)
+
+_POSTGRES = text(
+    f"""
+    SELECT p.id AS post_id,
+           ts_headline('english', p.title, q.query,
+                       'HighlightAll=true, StartSel={MARK_START}, StopSel={MARK_END}') AS title,
+           ts_headline('english', p.content, q.query,
+                       'MaxWords={SNIPPET_WORDS}, MinWords=8, StartSel={MARK_START}, '
+                       'StopSel={MARK_END}, FragmentDelimiter=…, MaxFragments=2') AS snippet
+    FROM posts AS p, to_tsquery('english', :match) AS q(query)
+    WHERE p.search_vector @@ q.query
+    ORDER BY ts_rank_cd(p.search_vector, q.query) DESC, p.id DESC
+    LIMIT :limit OFFSET :offset
+    """
+).bindparams(bindparam("match"))
+
+
+def _match_expression(terms: list[str], dialect: str) -> str:
+    if dialect == "sqlite":
+        # Each word as an FTS5 string (quotes doubled), all of them required.
+        return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
+    # \w+ words are safe tsquery lexemes once quoted; & requires all of them.
+    return " & ".join("'" + term.replace("'", "''") + "'" for term in terms)
+
+
+def find(db: Session, *, query: str, limit: int, offset: int) -> list[SearchHit]:
+    """Ranked matches for `query`; an empty list when it has no words."""
+    terms = search_terms(query)
+    if not terms:
+        return []
+    dialect = db.get_bind().dialect.name
+    statement = _SQLITE if dialect == "sqlite" else _POSTGRES
+    rows = db.execute(
+        statement,
+        {"match": _match_expression(terms, dialect), "limit": limit, "offset": offset},
+    ).all()
+    return [SearchHit(row.post_id, highlight(row.title), highlight(row.snippet)) for row in rows]
