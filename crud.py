@@ -4,10 +4,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import HTTPException, status
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
+import markdown_render
 import search
 from auth import hash_password
 from models import Post, User
@@ -228,18 +229,53 @@ def search_posts(db: Session, *, query: str, page: int, per_page: int) -> Search
     return SearchResults(hits, page, per_page, len(found) > per_page)
 
 
+def rendered_fields(content: str) -> dict[str, object]:
+    """What a post's page and listings show, derived once from its Markdown source."""
+    return {
+        "content_html": markdown_render.render_markdown(content),
+        "excerpt": markdown_render.excerpt(content),
+        "reading_minutes": markdown_render.reading_minutes(content),
+        "render_version": markdown_render.RENDERER_VERSION,
+    }
+
+
 def create_post(db: Session, *, data: PostCreate | PostReplace, author: User) -> Post:
     post = Post(title=data.title, content=data.content, author=author)
+    _set_fields(post, rendered_fields(data.content))
     db.add(post)
     db.commit()
     return post
 
 
 def update_post(db: Session, *, post: Post, data: PostUpdate | PostReplace) -> Post:
-    for field, value in data.model_dump(exclude_unset=True).items():
-        setattr(post, field, value)
+    changes = data.model_dump(exclude_unset=True)
+    if "content" in changes:
+        changes |= rendered_fields(changes["content"])
+    _set_fields(post, changes)
     db.commit()
     return post
+
+
+def _set_fields(post: Post, fields: dict[str, object]) -> None:
+    for field, value in fields.items():
+        setattr(post, field, value)
+
+
+def rerender_stale_posts(db: Session, *, batch_size: int = 500) -> int:
+    """Render posts stored by an older renderer (or none); returns how many were updated."""
+    done = 0
+    stale = Post.render_version != markdown_render.RENDERER_VERSION
+    while rows := db.execute(select(Post.id, Post.content).where(stale).limit(batch_size)).all():
+        for post_id, content in rows:
+            # updated_at is named so that re-rendering does not count as an edit.
+            db.execute(
+                update(Post)
+                .where(Post.id == post_id)
+                .values(**rendered_fields(content), updated_at=Post.updated_at)
+            )
+        db.commit()
+        done += len(rows)
+    return done
 
 
 def delete_post(db: Session, *, post: Post) -> None:

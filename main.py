@@ -8,10 +8,11 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from config import Settings, get_settings
+from crud import rerender_stale_posts
 from database import Database
 from errors import register_error_handlers
-from middleware import BodyLimitMiddleware
-from routers import account, api, pages
+from middleware import BodyLimitMiddleware, ETagMiddleware, FingerprintedStaticFiles
+from routers import account, api, feeds, pages
 from uploads import MAX_PICTURE_BYTES
 
 # Multipart framing and the form's other fields, on top of the picture itself.
@@ -23,6 +24,9 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Posts written before the current Markdown renderer get their HTML brought up to date.
+    with app.state.database.session(write=True) as db:
+        rerender_stale_posts(db)
     yield
     app.state.database.dispose()
 
@@ -39,13 +43,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = Database(settings.database_url)
     settings.avatar_dir.mkdir(parents=True, exist_ok=True)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", FingerprintedStaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/media", StaticFiles(directory=settings.media_dir), name="media")
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(account.router)
+    app.include_router(feeds.router)
     upload_limit = MAX_PICTURE_BYTES + UPLOAD_OVERHEAD
     app.add_middleware(BodyLimitMiddleware, limits=dict.fromkeys(UPLOAD_PATHS, upload_limit))
+    app.add_middleware(ETagMiddleware)
     register_error_handlers(app)
     return app
 

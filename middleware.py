@@ -1,6 +1,13 @@
-"""ASGI middleware: request-body size limits enforced while the body streams in."""
+"""HTTP plumbing: streaming request-body limits, ETag/304 for rendered documents, and
+long-lived caching for fingerprinted static files."""
+
+import hashlib
+import os
+from os import PathLike
 
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_BODY_LIMIT = 1024 * 1024
@@ -57,3 +64,86 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+# Only documents this app renders are fingerprinted; static files have their own validators.
+ETAG_TYPES = (b"text/html", b"application/json", b"application/atom+xml", b"application/xml")
+
+
+class ETagMiddleware:
+    """Weak ETags from a hash of the body, and 304 Not Modified when the client has it.
+
+    Hashing what was actually rendered can never declare a stale page fresh: any change to
+    the data, the template or the viewer's session changes the tag.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def buffered_send(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                if not _fingerprintable(message):
+                    await send(message)
+                    start = None
+                return
+            if start is None:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                await _finish(scope, start, b"".join(chunks), send)
+
+        await self.app(scope, receive, buffered_send)
+
+
+def _fingerprintable(start: Message) -> bool:
+    headers = dict(start["headers"])
+    content_type = headers.get(b"content-type", b"")
+    return start["status"] == 200 and content_type.startswith(ETAG_TYPES)
+
+
+async def _finish(scope: Scope, start: Message, body: bytes, send: Send) -> None:
+    etag = b'W/"' + hashlib.blake2b(body, digest_size=16).hexdigest().encode() + b'"'
+    headers = [(k, v) for k, v in start["headers"] if k != b"etag"] + [(b"etag", etag)]
+    if etag in _if_none_match(scope):
+        kept = [(k, v) for k, v in headers if k not in (b"content-length", b"content-type")]
+        await send({"type": "http.response.start", "status": 304, "headers": kept})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({**start, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _if_none_match(scope: Scope) -> list[bytes]:
+    for name, value in scope["headers"]:
+        if name == b"if-none-match":
+            return [tag.strip() for tag in value.split(b",")]
+    return []
+
+
+class FingerprintedStaticFiles(StaticFiles):
+    """Static files; a URL carrying the file's fingerprint (`?v=`, see templating.static_url)
+    can be cached for a year, because a changed file gets a new URL."""
+
+    def file_response(
+        self,
+        full_path: PathLike[str] | str,
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        fingerprinted = b"v=" in scope.get("query_string", b"")
+        response.headers["Cache-Control"] = (
+            "public, max-age=31536000, immutable" if fingerprinted else "public, max-age=300"
+        )
+        return response

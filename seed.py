@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select
 
 from config import get_settings
+from crud import rendered_fields
 from database import make_engine
 from models import Post, User
 
@@ -114,9 +115,11 @@ def post_rows(count: int, user_ids: list[int], rng: random.Random) -> Iterator[d
         topic = rng.choice(TOPICS)
         title = rng.choice(TITLE_SHAPES).format(topic=topic, Topic=topic.capitalize())
         paragraphs = ["  ".join(rng.sample(SENTENCES, 4)) for _ in range(rng.randint(2, 5))]
+        content = "\n\n".join(paragraphs)
         yield {
             "title": title,
-            "content": "\n\n".join(paragraphs),
+            "content": content,
+            **rendered_fields(content),
             "user_id": rng.choice(user_ids),
             "date_posted": posted,
             "updated_at": posted,

@@ -1,17 +1,23 @@
 """The Jinja2 environment and the one `render` every page goes through (it adds the current
 user, the CSRF token and pending flash messages, and sets the cookies those need)."""
 
+import hashlib
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 
 from auth import ANON_CSRF_COOKIE, csrf_token, dumps_signed, loads_signed
+from models import Post, User
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 FLASH_COOKIE = "inkwell_flash"
 FlashCategory = Literal["success", "error", "info"]
 
@@ -26,7 +32,51 @@ def page_window(current: int, last_known: int, radius: int = 2) -> list[int]:
     return list(range(max(1, current - radius), min(last_known, current + radius) + 1))
 
 
+@lru_cache(maxsize=256)
+def _fingerprint(path: str) -> str:
+    return hashlib.blake2b((STATIC_DIR / path).read_bytes(), digest_size=6).hexdigest()
+
+
+@pass_context
+def static_url(context: Context, path: str) -> str:
+    """The URL of a static file with its content hash, so it may be cached for a year."""
+    url = context["request"].url_for("static", path=path)
+    return str(url.include_query_params(v=_fingerprint(path)))
+
+
+@pass_context
+def post_json_ld(context: Context, post: Post) -> dict[str, object]:
+    """schema.org BlogPosting data for a post page (rendered with |tojson, which escapes <)."""
+    request = context["request"]
+    author_url = str(request.url_for("user_posts", user_id=post.author.id))
+    return {
+        "@context": "https://schema.org",
+        "@type": "BlogPosting",
+        "headline": post.title,
+        "description": post.excerpt,
+        "datePublished": post.date_posted.isoformat(),
+        "dateModified": post.updated_at.isoformat(),
+        "url": str(request.url_for("post_detail", post_id=post.id)),
+        "author": {"@type": "Person", "name": post.author.username, "url": author_url},
+    }
+
+
+@pass_context
+def person_json_ld(context: Context, user: User) -> dict[str, object]:
+    """schema.org Person data for an author page."""
+    request = context["request"]
+    return {
+        "@context": "https://schema.org",
+        "@type": "Person",
+        "name": user.username,
+        "url": str(request.url_for("user_posts", user_id=user.id)),
+    }
+
+
 templates = Jinja2Templates(directory=TEMPLATE_DIR)
+templates.env.globals["post_json_ld"] = post_json_ld
+templates.env.globals["person_json_ld"] = person_json_ld
+templates.env.globals["static_url"] = static_url
 templates.env.filters["long_date"] = long_date
 templates.env.globals["page_window"] = page_window
 

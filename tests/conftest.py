@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from auth import SESSION_COOKIE, create_session, hash_password
 from config import Settings
+from crud import rendered_fields
 from database import Base, Database
 from main import create_app
 from models import Post, User
@@ -139,11 +140,12 @@ def make_user(db: Session) -> Callable[..., User]:
 def make_post(db: Session, make_user: Callable[..., User]) -> Callable[..., Post]:
     def factory(author: User | None = None, **fields: object) -> Post:
         number = next(_names)
+        content = fields.pop("content", f"Body of post {number}.")
         post = Post(
             author=author or make_user(),
             title=fields.pop("title", f"Post number {number}"),
-            content=fields.pop("content", f"Body of post {number}."),
-            **fields,
+            content=content,
+            **(rendered_fields(content) | fields),
         )
         db.add(post)
         db.commit()

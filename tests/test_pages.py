@@ -1,9 +1,11 @@
 """Server-rendered pages: listings, post and author pages, errors."""
 
+import json
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 
 import pytest
+from sqlalchemy import select
 
 
 class LinkCollector(HTMLParser):
@@ -42,7 +44,10 @@ def test_home_lists_newest_posts_with_author_and_date(client, make_user, make_po
     page = parse(html)
     assert f"http://testserver/posts/{newer.id}" in page.links
     assert f"http://testserver/users/{alice.id}/posts" in page.links
-    assert "http://testserver/static/profile_pics/default.jpg" in page.images
+    assert any(
+        src.startswith("http://testserver/static/profile_pics/default.jpg?v=")
+        for src in page.images
+    )
 
 
 def test_posts_path_is_the_listing_too(client, make_post):
@@ -144,3 +149,94 @@ def test_static_files_are_served(client):
     avatar = client.get("/static/profile_pics/default.jpg")
     assert avatar.status_code == 200
     assert avatar.content[:3] == b"\xff\xd8\xff"  # a real JPEG
+
+
+@pytest.mark.parametrize("path", ["/", "/api/posts", "/posts/{post}", "/api/posts/{post}"])
+def test_conditional_get_answers_304_until_the_content_changes(
+    client, make_post, api_headers, path
+):
+    post = make_post(title="Before")
+    url = path.format(post=post.id)
+    etag = client.get(url).headers["etag"]
+    assert etag.startswith('W/"')
+    repeat = client.get(url, headers={"If-None-Match": etag})
+    assert repeat.status_code == 304
+    assert repeat.content == b""
+    assert repeat.headers["etag"] == etag
+
+    edit = client.patch(
+        f"/api/posts/{post.id}", json={"title": "After"}, headers=api_headers(post.author)
+    )
+    assert edit.status_code == 200
+    fresh = client.get(url, headers={"If-None-Match": etag})
+    assert fresh.status_code == 200
+    assert "After" in fresh.text
+    assert fresh.headers["etag"] != etag
+
+
+def test_static_files_with_fingerprint_are_cached_for_a_year(client):
+    stylesheet = client.get("/").text.split('rel="stylesheet" href="', 1)[1].split('"', 1)[0]
+    assert "?v=" in stylesheet
+    response = client.get(stylesheet)
+    assert response.status_code == 200
+    assert "max-age=31536000" in response.headers["cache-control"]
+    assert "immutable" in response.headers["cache-control"]
+
+
+def _json_ld(html: str) -> dict:
+    block = html.split('<script type="application/ld+json">', 1)[1].split("</script>", 1)[0]
+    return json.loads(block)
+
+
+def test_post_page_renders_sanitised_markdown_with_metadata(client, make_post):
+    post = make_post(
+        title="Markdown </script><script>alert(1)</script>",
+        content="Some *emphasis* and [a link](https://example.com).\n\n<script>alert(2)</script>",
+    )
+    html = client.get(f"/posts/{post.id}").text
+    assert "<em>emphasis</em>" in html
+    assert '<a href="https://example.com" rel="nofollow ugc noopener">a link</a>' in html
+    assert "<script>alert" not in html
+    assert f'<link rel="canonical" href="http://testserver/posts/{post.id}">' in html
+    assert '<meta name="description" content="Some emphasis and a link. &lt;script&gt;' in html
+    assert '<meta property="og:type" content="article">' in html
+    data = _json_ld(html)
+    assert data["@type"] == "BlogPosting"
+    assert data["headline"] == post.title
+    assert data["author"]["name"] == post.author.username
+    assert "1 min read" in html
+
+
+def test_listing_shows_plain_text_excerpt(client, make_post):
+    words = " ".join(f"**word{n}**" for n in range(60))
+    make_post(content=words)
+    html = client.get("/").text
+    excerpt = html.split('<p class="excerpt">', 1)[1].split("</p>", 1)[0]
+    assert excerpt.startswith("word0 word1")
+    assert excerpt.endswith("word39…")
+    assert "<strong>" not in excerpt and "**" not in excerpt
+
+
+def test_author_page_has_person_json_ld(client, make_user):
+    author = make_user("persona")
+    data = _json_ld(client.get(f"/users/{author.id}/posts").text)
+    assert (data["@type"], data["name"]) == ("Person", "persona")
+
+
+def test_stale_renderings_are_refreshed_at_startup(settings, make_post, db):
+    from fastapi.testclient import TestClient
+
+    from main import create_app
+    from models import Post
+
+    post = make_post(content="*fresh*")
+    db.execute(Post.__table__.update().values(content_html="", render_version=0, excerpt=""))
+    db.commit()
+    edited_before = db.scalar(select(Post.updated_at))
+    with TestClient(create_app(settings)) as other:
+        assert "<em>fresh</em>" in other.get(f"/posts/{post.id}").text
+    db.commit()
+    db.expire_all()
+    refreshed = db.get(Post, post.id)
+    assert refreshed.render_version >= 1
+    assert refreshed.updated_at == edited_before
