@@ -303,10 +303,21 @@ def delete_account(
 
 
 def _post_form(
-    request: Request, values: dict[str, str], errors: Errors, post_id: int | None, status_code: int
+    request: Request,
+    values: dict[str, str],
+    errors: Errors,
+    post_id: int | None,
+    status_code: int,
+    preview: PostReplace | None = None,
 ) -> Response:
-    context = {"values": values, "errors": errors, "post_id": post_id}
+    context = {"values": values, "errors": errors, "post_id": post_id, "preview": None}
+    if preview is not None:
+        # The same renderer and fields the post page uses, so the preview is exactly it.
+        context["preview"] = {"title": preview.title, **crud.rendered_fields(preview.content)}
     return render(request, "posts/form.html", context, status_code)
+
+
+PREVIEW = "preview"
 
 
 @router.get("/posts/new", name="post_new")
@@ -322,12 +333,15 @@ def create_post(
     user: RequiredUser,
     title: FormText = "",
     content: FormText = "",
+    action: FormText = "",
 ) -> Response:
-    """Publish a post."""
+    """Publish a post, or show a preview of it."""
     values = {"title": title, "content": content}
     result = validate(PostReplace, values)
     if isinstance(result, dict):
         return _post_form(request, values, result, None, 422)
+    if action == PREVIEW:
+        return _post_form(request, values, {}, None, 200, preview=result)
     post = crud.create_post(db, data=result, author=user)
     url = str(request.url_for("post_detail", post_id=post.id))
     return redirect(request, url, "Your post has been published.")
@@ -348,13 +362,16 @@ def update_post(
     user: RequiredUser,
     title: FormText = "",
     content: FormText = "",
+    action: FormText = "",
 ) -> Response:
-    """Save changes to a post."""
+    """Save changes to a post, or show a preview of them."""
     post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
     values = {"title": title, "content": content}
     result = validate(PostReplace, values)
     if isinstance(result, dict):
         return _post_form(request, values, result, post.id, 422)
+    if action == PREVIEW:
+        return _post_form(request, values, {}, post.id, 200, preview=result)
     crud.update_post(db, post=post, data=result)
     url = str(request.url_for("post_detail", post_id=post.id))
     return redirect(request, url, "Your post has been updated.")

@@ -314,3 +314,26 @@ def test_form_line_endings_are_normalised(client, author, db):
     )
     db.commit()
     assert db.scalar(select(Post.content)) == "one\n\ntwo"
+
+
+def test_preview_renders_like_the_post_page_and_saves_nothing(client, author, db):
+    token = form_token(client, "/posts/new")
+    content = "# Heading\n\nSome *words* and <script>alert(1)</script>"
+    response = client.post(
+        "/posts/new",
+        data={"title": "Draft", "content": content, "csrf_token": token, "action": "preview"},
+    )
+    assert response.status_code == 200
+    assert "<h2>Heading</h2>" in response.text
+    assert "<em>words</em>" in response.text
+    assert "<script>alert(1)</script>" not in response.text
+    assert html.escape(content) in response.text  # still in the textarea
+    db.commit()
+    assert db.scalar(select(func.count()).select_from(Post)) == 0
+    published = client.post(
+        "/posts/new",
+        data={"title": "Draft", "content": content, "csrf_token": token, "action": "publish"},
+    )
+    preview_html = response.text.split('<div class="post-content">', 1)[1].split("</div>", 1)[0]
+    page_html = published.text.split('<div class="post-content">', 1)[1].split("</div>", 1)[0]
+    assert preview_html == page_html

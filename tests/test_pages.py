@@ -151,7 +151,10 @@ def test_static_files_are_served(client):
     assert avatar.content[:3] == b"\xff\xd8\xff"  # a real JPEG
 
 
-@pytest.mark.parametrize("path", ["/", "/api/posts", "/posts/{post}", "/api/posts/{post}"])
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/api/posts", "/posts/{post}", "/api/posts/{post}", "/feed.xml", "/search?q=body"],
+)
 def test_conditional_get_answers_304_until_the_content_changes(
     client, make_post, api_headers, path
 ):
