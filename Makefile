@@ -8,8 +8,10 @@ PORT ?= 8000
 PG_BIN := /usr/lib/postgresql/15/bin
 # Each xdist worker starts its own throwaway PostgreSQL cluster.
 TEST_WORKERS ?= 2
+# axe-core for the browser accessibility test, pinned in tests/e2e/package-lock.json.
+AXE := tests/e2e/node_modules/axe-core/axe.min.js
 
-.PHONY: install migrate run test lint demo lock system-deps clean
+.PHONY: install migrate run test lint demo backup lock system-deps clean
 
 install: $(STAMP)
 
@@ -28,17 +30,29 @@ run: migrate
 demo: migrate
 	$(BIN)/python -m seed --users 20 --posts 200
 
-# The suite needs PostgreSQL 15 server binaries and Debian's Chromium; install them when missing.
+# A consistent copy of the live database (the server may keep running), into backups/
+# unless OUTPUT=path is given: SQLite's online backup API, or pg_dump for PostgreSQL.
+backup: install
+	$(BIN)/python -m backup $(if $(OUTPUT),--output $(OUTPUT))
+
+# The suite needs PostgreSQL 15 server binaries, Debian's Chromium and npm (for axe-core);
+# install them when missing.
 system-deps:
-	@if [ ! -x $(PG_BIN)/initdb ] || [ ! -x /usr/bin/chromium ]; then \
+	@if [ ! -x $(PG_BIN)/initdb ] || [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/npm ]; then \
+	  node=; [ -x /usr/bin/npm ] || node="nodejs npm"; \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 chromium >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 chromium $$node >/dev/null; \
 	  else \
-	    echo "Missing PostgreSQL 15 or Chromium: sudo apt-get install postgresql-15 chromium" >&2; exit 1; \
+	    echo "Missing PostgreSQL 15, Chromium or npm: sudo apt-get install postgresql-15 chromium $$node" >&2; exit 1; \
 	  fi; \
 	fi
 
-test: install system-deps
+# Reinstall axe-core only when it is missing or the lock file changes.
+$(AXE): tests/e2e/package-lock.json
+	npm ci --prefix tests/e2e --no-audit --no-fund --silent
+	touch $@
+
+test: install system-deps $(AXE)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 

@@ -5,11 +5,12 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-deploy"
+MIN_SECRET_KEY_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -25,10 +26,45 @@ class Settings(BaseSettings):
     media_dir: Path = PROJECT_ROOT / "media"
     page_size: int = Field(default=10, ge=1, le=100)
     site_name: str = "Inkwell"
+    # Host headers the site answers to (comma-separated in the environment); others get 400.
+    allowed_hosts: Annotated[list[str], NoDecode] = ["localhost", "127.0.0.1", "testserver"]
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [host.strip() for host in value.split(",") if host.strip()]
+        return value
 
     @property
     def avatar_dir(self) -> Path:
         return self.media_dir / "profile_pics"
+
+
+def secret_key_problem(settings: Settings) -> str | None:
+    """Why the secret key is unfit for production, if it is."""
+    if settings.secret_key in ("", DEVELOPMENT_SECRET_KEY):
+        return "SECRET_KEY is empty or the development default"
+    if len(settings.secret_key) < MIN_SECRET_KEY_LENGTH:
+        return f"SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters"
+    return None
+
+
+def deployment_problems(settings: Settings) -> list[str]:
+    """A self-check of a production configuration (in the spirit of `check --deploy`)."""
+    checks = {
+        "DEBUG is on": settings.debug,
+        "SECURE_COOKIES is off: session cookies would travel over plain http": not (
+            settings.secure_cookies
+        ),
+        "ALLOWED_HOSTS accepts any host": "*" in settings.allowed_hosts,
+        "ALLOWED_HOSTS still lists only development hosts": set(settings.allowed_hosts)
+        <= {"localhost", "127.0.0.1", "testserver"},
+        "DATABASE_URL points at an in-memory database": ":memory:" in settings.database_url,
+    }
+    problems = [message for message, failed in checks.items() if failed]
+    key_problem = secret_key_problem(settings)
+    return [key_problem, *problems] if key_problem else problems
 
 
 @lru_cache
@@ -43,3 +79,11 @@ def get_app_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+if __name__ == "__main__":
+    # `python -m config`: check the environment's configuration before deploying it.
+    found = deployment_problems(get_settings())
+    for problem in found:
+        print(f"deploy check: {problem}")
+    raise SystemExit(1 if found else 0)

@@ -1,5 +1,6 @@
 """Queries and writes shared by the API and the pages."""
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -7,6 +8,7 @@ from fastapi import HTTPException, status
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.exc import StaleDataError
 
 import markdown_render
 import search
@@ -18,6 +20,10 @@ from uploads import remove_avatar, store_avatar
 USER_NOT_FOUND = "User not found"
 POST_NOT_FOUND = "Post not found"
 NOT_THE_AUTHOR = "You are not the author of this post"
+
+
+class EditConflictError(Exception):
+    """The post changed since the version the client edited: saving would lose that change."""
 
 
 class DuplicateError(Exception):
@@ -247,13 +253,36 @@ def create_post(db: Session, *, data: PostCreate | PostReplace, author: User) ->
     return post
 
 
-def update_post(db: Session, *, post: Post, data: PostUpdate | PostReplace) -> Post:
-    changes = data.model_dump(exclude_unset=True)
+def update_post(
+    db: Session,
+    *,
+    post: Post,
+    data: PostUpdate | PostReplace,
+    expected_version: int | None = None,
+) -> Post:
+    """Apply the fields sent; refuse if the client edited an older version than is stored."""
+    changes = data.model_dump(exclude_unset=True, exclude={"version"})
+    expected = expected_version or data.version
+    if expected is not None and expected != post.version:
+        raise EditConflictError
     if "content" in changes:
         changes |= rendered_fields(changes["content"])
     _set_fields(post, changes)
-    db.commit()
+    try:
+        db.commit()
+    except StaleDataError as exc:  # another request saved between our read and our write
+        db.rollback()
+        raise EditConflictError from exc
     return post
+
+
+def post_etag(post: Post) -> str:
+    """A strong validator for a post's API representation: its version plus the author
+    fields shown with it (they change without touching the post)."""
+    author = hashlib.blake2b(
+        f"{post.author.username}\0{post.author.image_file}".encode(), digest_size=6
+    ).hexdigest()
+    return f'"p{post.id}v{post.version}a{author}"'
 
 
 def _set_fields(post: Post, fields: dict[str, object]) -> None:

@@ -9,7 +9,8 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from auth import LoginRequiredError
-from crud import DuplicateError
+from crud import DuplicateError, EditConflictError
+from middleware import security_headers
 from templating import render
 
 logger = logging.getLogger("inkwell")
@@ -21,10 +22,17 @@ def _wants_json(request: Request) -> bool:
     return path == API_PREFIX or path.startswith(API_PREFIX + "/")
 
 
-def render_error_page(request: Request, status_code: int, message: str | None = None) -> Response:
+def render_error_page(
+    request: Request, status_code: int, message: str | None = None, request_id: str | None = None
+) -> Response:
     """The site's error page for `status_code`."""
     phrase = HTTPStatus(status_code).phrase
-    context = {"status_code": status_code, "phrase": phrase, "message": message}
+    context = {
+        "status_code": status_code,
+        "phrase": phrase,
+        "message": message,
+        "request_id": request_id,
+    }
     return render(request, "errors/error.html", context, status_code=status_code)
 
 
@@ -50,19 +58,34 @@ async def duplicate_error(request: Request, exc: DuplicateError) -> Response:
     return JSONResponse({"detail": exc.message}, status.HTTP_409_CONFLICT)
 
 
+async def edit_conflict(request: Request, exc: EditConflictError) -> Response:
+    detail = "The post was changed by someone else since this version; reload it and retry"
+    return JSONResponse({"detail": detail}, status.HTTP_409_CONFLICT)
+
+
 async def login_required(request: Request, exc: LoginRequiredError) -> Response:
     login_url = request.url_for("login").include_query_params(next=exc.next_path)
     return RedirectResponse(str(login_url), status.HTTP_303_SEE_OTHER)
 
 
 async def unhandled_error(request: Request, exc: Exception) -> Response:
-    # The traceback goes to the log, never to the client.
-    logger.exception("Unhandled error on %s %s", request.method, request.url.path)
+    # The traceback goes to the log, never to the client; the request id ties the two.
+    request_id = getattr(request.state, "request_id", "-")
+    logger.exception(
+        "Unhandled error on %s %s [request %s]", request.method, request.url.path, request_id
+    )
     if _wants_json(request):
-        return JSONResponse(
+        response: Response = JSONResponse(
             {"detail": "Internal Server Error"}, status.HTTP_500_INTERNAL_SERVER_ERROR
         )
-    return render_error_page(request, status.HTTP_500_INTERNAL_SERVER_ERROR)
+    else:
+        response = render_error_page(
+            request, status.HTTP_500_INTERNAL_SERVER_ERROR, request_id=request_id
+        )
+    # This response is made outside the middleware stack, so it adds their headers itself.
+    for name, value in [*security_headers(request.scope), (b"x-request-id", request_id.encode())]:
+        response.headers[name.decode()] = value.decode()
+    return response
 
 
 def register_error_handlers(app: FastAPI) -> None:
@@ -70,4 +93,5 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(DuplicateError, duplicate_error)
     app.add_exception_handler(LoginRequiredError, login_required)
+    app.add_exception_handler(EditConflictError, edit_conflict)
     app.add_exception_handler(Exception, unhandled_error)

@@ -6,12 +6,19 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from config import Settings, get_settings
+from config import Settings, get_settings, secret_key_problem
 from crud import rerender_stale_posts
 from database import Database
 from errors import register_error_handlers
-from middleware import BodyLimitMiddleware, ETagMiddleware, FingerprintedStaticFiles
+from middleware import (
+    BodyLimitMiddleware,
+    ETagMiddleware,
+    FingerprintedStaticFiles,
+    RequestIdMiddleware,
+    SecurityHeadersMiddleware,
+)
 from routers import account, api, feeds, pages
 from uploads import MAX_PICTURE_BYTES
 
@@ -31,9 +38,24 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.database.dispose()
 
 
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    # Added innermost first: a request meets the request id, then the security headers,
+    # the host check, the body limit, and last the ETag buffering nearest the routes.
+    upload_limit = MAX_PICTURE_BYTES + UPLOAD_OVERHEAD
+    app.add_middleware(ETagMiddleware)
+    app.add_middleware(BodyLimitMiddleware, limits=dict.fromkeys(UPLOAD_PATHS, upload_limit))
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build an Inkwell application for `settings` (the environment's by default)."""
     settings = settings or get_settings()
+    problem = secret_key_problem(settings)
+    if problem and not settings.debug:
+        # Outside development a guessable key would let anyone forge CSRF tokens.
+        raise RuntimeError(f"Refusing to start: {problem}. Set SECRET_KEY (or DEBUG=true).")
     app = FastAPI(
         title=settings.site_name,
         summary="A server-rendered blog with a JSON API.",
@@ -49,9 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(account.router)
     app.include_router(feeds.router)
-    upload_limit = MAX_PICTURE_BYTES + UPLOAD_OVERHEAD
-    app.add_middleware(BodyLimitMiddleware, limits=dict.fromkeys(UPLOAD_PATHS, upload_limit))
-    app.add_middleware(ETagMiddleware)
+    _add_middleware(app, settings)
     register_error_handlers(app)
     return app
 

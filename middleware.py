@@ -1,8 +1,10 @@
-"""HTTP plumbing: streaming request-body limits, ETag/304 for rendered documents, and
-long-lived caching for fingerprinted static files."""
+"""HTTP plumbing: streaming request-body limits, ETag/304 for rendered documents, long-lived
+caching for fingerprinted static files, security headers and request ids."""
 
 import hashlib
 import os
+import re
+import uuid
 from os import PathLike
 
 from starlette.exceptions import HTTPException
@@ -112,15 +114,26 @@ def _fingerprintable(start: Message) -> bool:
 
 
 async def _finish(scope: Scope, start: Message, body: bytes, send: Send) -> None:
-    etag = b'W/"' + hashlib.blake2b(body, digest_size=16).hexdigest().encode() + b'"'
-    headers = [(k, v) for k, v in start["headers"] if k != b"etag"] + [(b"etag", etag)]
-    if etag in _if_none_match(scope):
+    # A route that knows its resource's version sets a strong ETag itself; keep it.
+    etag = dict(start["headers"]).get(b"etag")
+    headers = list(start["headers"])
+    if etag is None:
+        etag = b'W/"' + hashlib.blake2b(body, digest_size=16).hexdigest().encode() + b'"'
+        headers.append((b"etag", etag))
+    if _matches(etag, _if_none_match(scope)):
         kept = [(k, v) for k, v in headers if k not in (b"content-length", b"content-type")]
         await send({"type": "http.response.start", "status": 304, "headers": kept})
         await send({"type": "http.response.body", "body": b""})
         return
     await send({**start, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _matches(etag: bytes, candidates: list[bytes]) -> bool:
+    """If-None-Match uses the weak comparison: W/ prefixes are ignored."""
+    return b"*" in candidates or etag.removeprefix(b"W/") in {
+        tag.removeprefix(b"W/") for tag in candidates
+    }
 
 
 def _if_none_match(scope: Scope) -> list[bytes]:
@@ -147,3 +160,106 @@ class FingerprintedStaticFiles(StaticFiles):
             "public, max-age=31536000, immutable" if fingerprinted else "public, max-age=300"
         )
         return response
+
+
+# ---------------------------------------------------------------- response headers
+
+# No inline script or style anywhere in the site's pages, so none is allowed. Post images may
+# come from other sites over http(s) (the Markdown sanitiser allows nothing else).
+PAGE_CSP = (
+    "default-src 'self'; img-src 'self' https: http:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# FastAPI's interactive docs are built from an inline script and a CDN bundle.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "img-src 'self' data: https://fastapi.tiangolo.com; frame-ancestors 'none'"
+)
+# Uploaded files are data: nothing in them may run, even if a browser were to render one.
+MEDIA_CSP = "default-src 'none'; sandbox"
+DOCS_PATHS = ("/docs", "/redoc")
+HSTS = b"max-age=63072000; includeSubDomains"
+REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
+
+
+def security_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The headers every response carries (also used for the 500 page, which is produced
+    outside the middleware stack)."""
+    path = scope.get("path", "")
+    if path.startswith("/media/"):
+        csp = MEDIA_CSP
+    elif path.startswith(DOCS_PATHS):
+        csp = DOCS_CSP
+    else:
+        csp = PAGE_CSP
+    headers = [
+        (b"content-security-policy", csp.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"strict-origin-when-cross-origin"),
+        (b"x-frame-options", b"DENY"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+    ]
+    if scope.get("scheme") == "https":
+        headers.append((b"strict-transport-security", HSTS))
+    return headers
+
+
+class SecurityHeadersMiddleware:
+    """Adds security_headers() to every response; media files are never served as HTML."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = security_headers(scope)
+        is_media = scope["path"].startswith("/media/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message["headers"] if h[0] not in dict(extra)]
+                if is_media:
+                    headers = _as_download_unless_image(headers)
+                message = {**message, "headers": headers + extra}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _as_download_unless_image(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    content_type = dict(headers).get(b"content-type", b"")
+    if content_type.startswith(b"image/") and b"svg" not in content_type:
+        return headers
+    kept = [(k, v) for k, v in headers if k != b"content-type"]
+    return [
+        *kept,
+        (b"content-type", b"application/octet-stream"),
+        (b"content-disposition", b"attachment"),
+    ]
+
+
+class RequestIdMiddleware:
+    """Gives each request an id (the client's X-Request-ID if it is sane, else a new one),
+    keeps it in request.state for the logs, and returns it in the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope["headers"]).get(b"x-request-id", b"")
+        request_id = sent if REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex.encode()
+        scope.setdefault("state", {})["request_id"] = request_id.decode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message["headers"] if h[0] != b"x-request-id"]
+                message = {**message, "headers": [*headers, (b"x-request-id", request_id)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

@@ -1,10 +1,11 @@
 """SQLAlchemy models: users and their posts."""
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import DateTime, ForeignKey, Index, String, Text
 from sqlalchemy.engine import Dialect
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -16,6 +17,12 @@ MEDIA_AVATAR_PREFIX = "/media/profile_pics/"
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _same_as_posted(context: DefaultExecutionContext) -> datetime:
+    # A new post has not been edited: updated_at starts equal to date_posted, to the
+    # microsecond (two separate utcnow() calls would make it look edited).
+    return context.get_current_parameters()["date_posted"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -85,15 +92,22 @@ class Post(Base):
     content: Mapped[str] = mapped_column(Text)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     date_posted: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=_same_as_posted, onupdate=utcnow
+    )
     # Derived from `content` when it is written (crud.render_fields), so that page views never
     # parse Markdown; render_version says which renderer produced them.
     content_html: Mapped[str] = mapped_column(Text, server_default="", default="")
     excerpt: Mapped[str] = mapped_column(Text, server_default="", default="")
     reading_minutes: Mapped[int] = mapped_column(server_default="1", default=1)
     render_version: Mapped[int] = mapped_column(server_default="0", default=0)
+    # Optimistic locking: every UPDATE checks and bumps it, so of two edits made from the
+    # same version the second fails instead of silently overwriting the first.
+    version: Mapped[int] = mapped_column(server_default="1", default=1)
 
     author: Mapped[User] = relationship(back_populates="posts")
+
+    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
 
     def __repr__(self) -> str:
         return f"Post(id={self.id!r}, title={self.title!r})"

@@ -142,10 +142,18 @@ class PostCreate(PostBase):
     model_config = ConfigDict(extra="forbid")
 
 
+Version = Annotated[
+    int,
+    Field(ge=1, le=MAX_ID, description="The version being edited; a stale one gives 409"),
+]
+
+
 class PostReplace(PostBase):
     """The body of PUT: every editable field, all required."""
 
     model_config = ConfigDict(extra="forbid")
+
+    version: Version | None = None
 
 
 class PostUpdate(PartialUpdate):
@@ -153,12 +161,14 @@ class PostUpdate(PartialUpdate):
 
     title: Title | None = None
     content: Content | None = None
+    version: Version | None = None
 
 
 class PostPublic(PostBase):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
+    version: int
     date_posted: datetime
     updated_at: datetime
     author: UserPublic

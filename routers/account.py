@@ -351,7 +351,14 @@ def create_post(
 def edit_post_form(request: Request, post_id: int, db: SessionDep, user: RequiredUser) -> Response:
     """Form to edit a post (its author only)."""
     post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
-    return _post_form(request, {"title": post.title, "content": post.content}, {}, post.id, 200)
+    values = {"title": post.title, "content": post.content, "version": str(post.version)}
+    return _post_form(request, values, {}, post.id, 200)
+
+
+CONFLICT_MESSAGE = (
+    "This post was changed elsewhere after you started editing. Your text is kept below and "
+    "the saved version is shown underneath: merge what you need, then save again."
+)
 
 
 @router.post("/posts/{post_id:int}/edit", name="post_update", dependencies=[CsrfProtected])
@@ -362,19 +369,45 @@ def update_post(
     user: RequiredUser,
     title: FormText = "",
     content: FormText = "",
+    version: FormText = "",
     action: FormText = "",
 ) -> Response:
     """Save changes to a post, or show a preview of them."""
     post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
-    values = {"title": title, "content": content}
-    result = validate(PostReplace, values)
+    values = {"title": title, "content": content, "version": version}
+    result = validate(PostReplace, {"title": title, "content": content})
     if isinstance(result, dict):
         return _post_form(request, values, result, post.id, 422)
     if action == PREVIEW:
         return _post_form(request, values, {}, post.id, 200, preview=result)
-    crud.update_post(db, post=post, data=result)
+    try:
+        crud.update_post(db, post=post, data=result, expected_version=_int_or_none(version))
+    except crud.EditConflictError:
+        return _conflict_form(request, db, values, post_id)
     url = str(request.url_for("post_detail", post_id=post.id))
     return redirect(request, url, "Your post has been updated.")
+
+
+def _int_or_none(value: str) -> int | None:
+    return int(value) if value.isdecimal() and len(value) < 10 else None
+
+
+def _conflict_form(
+    request: Request, db: SessionDep, values: dict[str, str], post_id: int
+) -> Response:
+    """The form again with the user's text, the saved version beside it, and that version's
+    number, so saving again is a deliberate choice."""
+    db.expire_all()
+    current = crud.get_post_or_404(db, post_id=post_id)
+    values = {**values, "version": str(current.version)}
+    context = {
+        "values": values,
+        "errors": {"form": CONFLICT_MESSAGE},
+        "post_id": post_id,
+        "preview": None,
+        "current": current,
+    }
+    return render(request, "posts/form.html", context, status.HTTP_409_CONFLICT)
 
 
 @router.get("/posts/{post_id:int}/delete", name="post_delete")

@@ -2,7 +2,18 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, HTTPException, Path, Query, Request, Response, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Header,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+    status,
+)
 from fastapi.security import OAuth2PasswordRequestForm
 
 import auth
@@ -263,26 +274,72 @@ def create_post(data: PostCreate, db: SessionDep, user: ApiUser) -> Any:
 
 
 @router.get("/posts/{post_id}", response_model=PostPublic, responses=NOT_FOUND | INVALID)
-def read_post(post_id: PostId, db: SessionDep) -> Any:
-    """Read one post."""
-    return crud.get_post_or_404(db, post_id=post_id)
+def read_post(post_id: PostId, db: SessionDep, response: Response) -> Any:
+    """Read one post. Its ETag may be sent back in If-Match when editing it."""
+    post = crud.get_post_or_404(db, post_id=post_id)
+    response.headers["ETag"] = crud.post_etag(post)
+    return post
 
 
+IfMatch = Annotated[
+    str | None, Header(description="The post's ETag; if it changed since, the edit gets 412")
+]
 AUTHOR_ONLY = AUTH | FORBIDDEN | NOT_FOUND | INVALID
+EDIT_RESPONSES = AUTHOR_ONLY | {
+    409: _error("The post changed since the version being edited"),
+    412: _error("The post changed since the ETag sent in If-Match"),
+}
 
 
-@router.put("/posts/{post_id}", response_model=PostPublic, responses=AUTHOR_ONLY)
-def replace_post(post_id: PostId, data: PostReplace, db: SessionDep, user: ApiUser) -> Any:
+def _edit(
+    db: SessionDep,
+    user: User,
+    post_id: int,
+    data: PostReplace | PostUpdate,
+    if_match: str | None,
+    response: Response,
+) -> Post:
+    """The shared body of PUT and PATCH: author check, precondition, then the update."""
+    post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
+    if if_match is not None and not _etag_matches(crud.post_etag(post), if_match):
+        raise HTTPException(
+            status.HTTP_412_PRECONDITION_FAILED, "The post has changed since you fetched it"
+        )
+    post = crud.update_post(db, post=post, data=data)
+    response.headers["ETag"] = crud.post_etag(post)
+    return post
+
+
+def _etag_matches(current: str, if_match: str) -> bool:
+    # If-Match uses the strong comparison: a weak tag never matches.
+    candidates = {tag.strip() for tag in if_match.split(",")}
+    return "*" in candidates or current in candidates
+
+
+@router.put("/posts/{post_id}", response_model=PostPublic, responses=EDIT_RESPONSES)
+def replace_post(
+    post_id: PostId,
+    data: PostReplace,
+    db: SessionDep,
+    user: ApiUser,
+    response: Response,
+    if_match: IfMatch = None,
+) -> Any:
     """Replace a post's title and content (its author only)."""
-    post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
-    return crud.update_post(db, post=post, data=data)
+    return _edit(db, user, post_id, data, if_match, response)
 
 
-@router.patch("/posts/{post_id}", response_model=PostPublic, responses=AUTHOR_ONLY)
-def update_post(post_id: PostId, data: PostUpdate, db: SessionDep, user: ApiUser) -> Any:
+@router.patch("/posts/{post_id}", response_model=PostPublic, responses=EDIT_RESPONSES)
+def update_post(
+    post_id: PostId,
+    data: PostUpdate,
+    db: SessionDep,
+    user: ApiUser,
+    response: Response,
+    if_match: IfMatch = None,
+) -> Any:
     """Change some of a post's fields (its author only)."""
-    post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
-    return crud.update_post(db, post=post, data=data)
+    return _edit(db, user, post_id, data, if_match, response)
 
 
 @router.delete("/posts/{post_id}", status_code=status.HTTP_204_NO_CONTENT, responses=AUTHOR_ONLY)

@@ -232,10 +232,16 @@ def test_empty_sitemap_has_the_home_page(client):
     assert sitemap_entries(client.get("/sitemap.xml")) == [(f"{BASE}/", None)]
 
 
-def test_sitemap_urls_are_right_whatever_the_host(client, make_post):
+def test_sitemap_urls_are_right_whatever_the_host(settings, make_post):
+    from fastapi.testclient import TestClient
+
+    from main import create_app
+
     post = make_post()
     host = f"{feeds._URL_MARKER}.example"
-    response = client.get("/sitemap.xml", headers={"host": host})
+    allowed = settings.model_copy(update={"allowed_hosts": [host]})
+    with TestClient(create_app(allowed), base_url=f"http://{host}") as client:
+        response = client.get("/sitemap.xml")
     locs = [loc for loc, _ in sitemap_entries(response)]
     assert f"http://{host}/posts/{post.id}" in locs
     assert f"http://{host}/users/{post.user_id}/posts" in locs

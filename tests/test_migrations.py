@@ -121,3 +121,31 @@ def test_search_index_comes_and_goes_with_its_revision(engine, empty_database_ur
     assert expected <= search_objects(engine)
     command.downgrade(config, "0002")
     assert search_objects(engine) == set()
+
+
+def test_search_stays_in_step_after_stepping_down_and_up(engine, empty_database_url):
+    """Rebuilding the posts table on SQLite would silently drop the search triggers."""
+    config = alembic_config(empty_database_url)
+    command.upgrade(config, "head")
+    command.downgrade(config, "0003")
+    command.upgrade(config, "head")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (id, username, email, created_at) VALUES (1, 'u', 'u@x.io', :t)"
+            ),
+            {"t": NOW},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO posts (title, content, user_id, date_posted, updated_at)"
+                " VALUES ('zebra crossing', 'body', 1, :t, :t)"
+            ),
+            {"t": NOW},
+        )
+    from sqlalchemy.orm import Session
+
+    from search import find
+
+    with Session(engine) as session:
+        assert [hit.post_id for hit in find(session, query="zebra", limit=5, offset=0)] == [1]
