@@ -19,6 +19,7 @@ from middleware import (
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
 )
+from pagecache import PageCache
 from routers import account, api, feeds, pages
 from uploads import MAX_PICTURE_BYTES
 
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database = Database(settings.database_url)
+    app.state.page_cache = PageCache()
     settings.avatar_dir.mkdir(parents=True, exist_ok=True)
     app.mount("/static", FingerprintedStaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/media", StaticFiles(directory=settings.media_dir), name="media")

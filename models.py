@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -138,3 +138,13 @@ class LoginFailure(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(200))
     failed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SiteState(Base):
+    """One row: a counter that database triggers bump whenever a post or an author's public
+    details change (migration 0005). Cached pages are keyed by it."""
+
+    __tablename__ = "site_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    content_version: Mapped[int] = mapped_column(BigInteger, server_default="1")

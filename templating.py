@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from jinja2.runtime import Context
+from markupsafe import escape
 
 from auth import ANON_CSRF_COOKIE, csrf_token, dumps_signed, loads_signed
 from models import Post, User
@@ -91,6 +92,23 @@ def _secure(request: Request) -> bool:
     return bool(request.app.state.settings.secure_cookies)
 
 
+class LazyCsrfToken:
+    """The CSRF token, computed only if the page prints it: a page without a form then sets
+    no cookie, and stays the same for every anonymous reader (so it can be cached)."""
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self._value: str | None = None
+
+    def __str__(self) -> str:
+        if self._value is None:
+            self._value = csrf_token(self._request)
+        return self._value
+
+    def __html__(self) -> str:
+        return str(escape(str(self)))
+
+
 def render(
     request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200
 ) -> HTMLResponse:
@@ -98,7 +116,7 @@ def render(
     flashes = _pending_flashes(request)
     full_context = {
         "current_user": getattr(request.state, "user", None),
-        "csrf_token": csrf_token(request),
+        "csrf_token": LazyCsrfToken(request),
         "flashes": flashes,
         **(context or {}),
     }

@@ -36,4 +36,7 @@ def test_post_page_statement_count(client, make_post, count_statements):
     post = make_post()
     counter = count_statements()
     assert client.get(f"/posts/{post.id}").status_code == 200
-    assert counter.count == 1
+    assert counter.count == 2  # the content version, then the post with its author
+    cached = count_statements()
+    assert client.get(f"/posts/{post.id}").status_code == 200
+    assert cached.count == 1  # only the content version

@@ -1,0 +1,82 @@
+"""Cached pages for anonymous readers: cheaper, and never stale."""
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from main import create_app
+from tests.conftest import PASSWORD
+from tests.server import migrate, running_server
+
+
+def test_repeat_view_is_served_from_cache_with_one_statement(client, make_post, count_statements):
+    make_post(title="Cached title")
+    first = client.get("/")
+    counter = count_statements()
+    second = client.get("/")
+    assert second.text == first.text
+    assert counter.count == 1
+    assert "set-cookie" not in second.headers
+
+
+def test_a_write_through_another_process_is_seen_on_the_next_request(
+    client, settings, make_user, api_headers
+):
+    """Two app instances with their own caches share one database, as two workers do."""
+    author = make_user("writer")
+    assert "Nothing here yet" in client.get("/").text
+    with TestClient(create_app(settings)) as other_worker:
+        for n in range(3):
+            created = other_worker.post(
+                "/api/posts",
+                json={"title": f"Fresh {n}", "content": "New."},
+                headers=api_headers(author),
+            )
+            assert created.status_code == 201
+            assert f"Fresh {n}" in client.get("/").text
+        other_worker.patch(
+            "/api/users/me", json={"username": "renamed"}, headers=api_headers(author)
+        )
+    assert ">renamed</a>" in client.get("/").text
+
+
+def test_logged_in_pages_are_not_shared(client, make_user, make_post, browser_session):
+    make_post(title="Shared post")
+    anonymous = client.get("/").text
+    browser_session(client, make_user("reader"))
+    personal = client.get("/").text
+    assert "Log out</button>" in personal and "Log out</button>" not in anonymous
+    client.cookies.clear()
+    assert client.get("/").text == anonymous
+
+
+def test_a_deleted_post_disappears_at_once(client, make_post, api_headers):
+    post = make_post(title="Short-lived")
+    assert client.get(f"/posts/{post.id}").status_code == 200
+    assert "Short-lived" in client.get("/").text
+    client.delete(f"/api/posts/{post.id}", headers=api_headers(post.author))
+    assert client.get(f"/posts/{post.id}").status_code == 404
+    assert "Short-lived" not in client.get("/").text
+
+
+@pytest.mark.server
+def test_two_worker_processes_never_serve_a_stale_home_page(empty_database_url, tmp_path):
+    migrate(empty_database_url)
+    with running_server(empty_database_url, tmp_path / "media", workers=2) as base_url:
+        account = {"username": "fresh", "email": "f@example.com", "password": PASSWORD}
+        httpx.post(f"{base_url}/api/users", json=account)
+        token = httpx.post(
+            f"{base_url}/api/token", data={"username": "fresh", "password": PASSWORD}
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        for n in range(20):
+            # A new connection each time, so both workers serve (and cache) the home page.
+            with httpx.Client(base_url=base_url, headers={"Connection": "close"}) as reader:
+                assert reader.get("/").status_code == 200
+                created = httpx.post(
+                    f"{base_url}/api/posts",
+                    json={"title": f"Visible at once {n}", "content": "x"},
+                    headers=headers,
+                )
+                assert created.status_code == 201
+                assert f"Visible at once {n}" in reader.get("/").text
