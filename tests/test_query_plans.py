@@ -1,0 +1,78 @@
+"""Every list query walks an index in order: no full scan of posts, no sort step."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import event, insert
+
+from crud import rendered_fields
+from models import Post, User
+
+LIST_PATHS = [
+    "/",
+    "/?page=3",
+    "/users/{user}/posts",
+    "/users/{user}/posts?page=2",
+    "/api/posts",
+    "/api/posts?page=4&per_page=7",
+    "/api/users/{user}/posts",
+    "/feed.xml",
+    "/users/{user}/feed.xml",
+    "/sitemap.xml",
+    "/search?q=kettle",
+    "/api/posts?q=kettle",
+]
+
+
+@pytest.fixture
+def many_posts(app, db):
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    users = [{"username": f"u{n}", "email": f"u{n}@x.io", "created_at": start} for n in range(5)]
+    db.execute(insert(User), users)
+    fields = rendered_fields("About a kettle.")
+    rows = [
+        {
+            "title": f"Kettle {n}",
+            "content": "About a kettle.",
+            "user_id": n % 5 + 1,
+            "date_posted": start + timedelta(hours=n),
+            "updated_at": start + timedelta(hours=n),
+            **fields,
+        }
+        for n in range(300)
+    ]
+    db.execute(insert(Post), rows)
+    db.commit()
+    with app.state.database.engine.connect() as connection:
+        connection.exec_driver_sql("ANALYZE")
+
+
+def test_list_queries_use_indexes_without_sorting(app, client, backend, many_posts):
+    if backend != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's; PostgreSQL plans depend on table statistics")
+    captured: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "ORDER BY" in statement.upper():
+            captured.append((statement, parameters))
+
+    engine = app.state.database.engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        for path in LIST_PATHS:
+            assert client.get(path.format(user=1)).status_code == 200, path
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert len(captured) >= len(LIST_PATHS)
+
+    raw = engine.raw_connection()
+    try:
+        for statement, parameters in captured:
+            plan = " | ".join(
+                row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+            )
+            assert "TEMP B-TREE" not in plan, (statement, plan)
+            full_scans = [step for step in plan.split(" | ") if step.startswith("SCAN posts ")]
+            assert all("USING" in step for step in full_scans), (statement, plan)
+    finally:
+        raw.close()
