@@ -1,5 +1,6 @@
 """JSON API under /api."""
 
+from email.utils import format_datetime
 from typing import Annotated, Any
 
 from fastapi import (
@@ -278,6 +279,7 @@ def read_post(post_id: PostId, db: SessionDep, response: Response) -> Any:
     """Read one post. Its ETag may be sent back in If-Match when editing it."""
     post = crud.get_post_or_404(db, post_id=post_id)
     response.headers["ETag"] = crud.post_etag(post)
+    response.headers["Last-Modified"] = format_datetime(post.updated_at, usegmt=True)
     return post
 
 

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import format_datetime
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import PlainTextResponse
@@ -145,7 +146,8 @@ def _atom_response(
         entries=[_entry(request, post) for post in posts],
     )
     body = xml_templates.get_template("feeds/atom.xml").render(feed=feed)
-    return Response(body, media_type=ATOM_MEDIA_TYPE)
+    last_modified = format_datetime(updated.astimezone(UTC), usegmt=True)
+    return Response(body, media_type=ATOM_MEDIA_TYPE, headers={"Last-Modified": last_modified})
 
 
 @router.get("/feed.xml", name="site_feed")

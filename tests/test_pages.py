@@ -252,3 +252,12 @@ def test_new_post_is_not_marked_edited(client, api_headers, make_user):
     ).json()
     assert created["updated_at"] == created["date_posted"]
     assert "(edited" not in client.get(f"/posts/{created['id']}").text
+
+
+def test_feeds_and_api_posts_say_when_they_last_changed(client, make_post):
+    from email.utils import parsedate_to_datetime
+
+    post = make_post()
+    for path in ("/feed.xml", f"/api/posts/{post.id}"):
+        stamp = parsedate_to_datetime(client.get(path).headers["last-modified"])
+        assert stamp == post.updated_at.replace(microsecond=0)
