@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     media_dir: Path = PROJECT_ROOT / "media"
     page_size: int = Field(default=10, ge=1, le=100)
     site_name: str = "Inkwell"
+    # Stray picture files are removed at startup once older than this (a younger one may
+    # belong to an upload another worker is committing right now).
+    upload_orphan_grace_seconds: float = Field(default=60, ge=0)
     # Host headers the site answers to (comma-separated in the environment); others get 400.
     allowed_hosts: Annotated[list[str], NoDecode] = ["localhost", "127.0.0.1", "testserver"]
 

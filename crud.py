@@ -15,7 +15,7 @@ import search
 from auth import hash_password
 from models import Post, User
 from schemas import MAX_ID, PostCreate, PostReplace, PostUpdate, UserCreate, UserUpdate
-from uploads import remove_avatar, store_avatar
+from uploads import remove_avatar, remove_orphans, store_avatar
 
 USER_NOT_FOUND = "User not found"
 POST_NOT_FOUND = "Post not found"
@@ -134,7 +134,10 @@ def set_profile_picture(db: Session, *, user: User, jpeg: bytes, avatar_dir: Pat
     removed instead, so no file is ever orphaned and no user points at a missing one.
     """
     new_name = store_avatar(jpeg, avatar_dir)
-    old_name = user.image_file
+    # The name stored now, read inside this write transaction (and locked on PostgreSQL):
+    # the `user` object may come from an earlier one, and two uploads at once must each
+    # remove the picture the other replaced, not the same one twice.
+    old_name = db.scalar(select(User.image_file).where(User.id == user.id).with_for_update())
     user.image_file = new_name
     try:
         db.commit()
@@ -310,3 +313,10 @@ def rerender_stale_posts(db: Session, *, batch_size: int = 500) -> int:
 def delete_post(db: Session, *, post: Post) -> None:
     db.delete(post)
     db.commit()
+
+
+def remove_orphaned_avatars(db: Session, *, avatar_dir: Path, grace_seconds: float) -> list[str]:
+    """Remove picture files no user points at (left by a crash mid-upload)."""
+    referenced = set(db.scalars(select(User.image_file).where(User.image_file.is_not(None))))
+    db.commit()
+    return remove_orphans(avatar_dir, referenced, grace_seconds)

@@ -1,9 +1,11 @@
 """Error handlers: JSON for the API, HTML pages in the site layout for everything else."""
 
 import logging
+import re
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -15,6 +17,10 @@ from templating import render
 
 logger = logging.getLogger("inkwell")
 API_PREFIX = "/api"
+
+
+def _bytes_as_text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
 
 
 def _wants_json(request: Request) -> bool:
@@ -36,9 +42,22 @@ def render_error_page(
     return render(request, "errors/error.html", context, status_code=status_code)
 
 
+def _api_methods(request: Request) -> str | None:
+    """Every method the API documents for this path (a 405's Allow header must list them
+    all; the router only knows the methods of the first route whose path matched)."""
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            return ", ".join(sorted(method.upper() for method in operations))
+    return None
+
+
 async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
     if _wants_json(request):
-        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+            headers["Allow"] = _api_methods(request) or headers.get("Allow", "")
+        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=headers)
     default_phrase = HTTPStatus(exc.status_code).phrase
     message = exc.detail if exc.detail != default_phrase else None
     return render_error_page(request, exc.status_code, message)
@@ -47,7 +66,9 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
 async def validation_error(request: Request, exc: RequestValidationError) -> Response:
     if _wants_json(request):
         errors = [{k: v for k, v in e.items() if k != "ctx"} for e in exc.errors()]
-        return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+        # A body that is not JSON comes back as raw bytes in `input`.
+        readable = jsonable_encoder(errors, custom_encoder={bytes: _bytes_as_text})
+        return JSONResponse({"detail": readable}, status.HTTP_422_UNPROCESSABLE_CONTENT)
     # A page address with a malformed part names nothing that exists.
     if any(error["loc"][:1] == ("path",) for error in exc.errors()):
         return render_error_page(request, status.HTTP_404_NOT_FOUND)

@@ -1,5 +1,6 @@
 """Application factory: wires settings, database, routers, static files and error handlers."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -9,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from config import Settings, get_settings, secret_key_problem
-from crud import rerender_stale_posts
+from crud import remove_orphaned_avatars, rerender_stale_posts
 from database import Database
 from errors import register_error_handlers
 from middleware import (
@@ -28,13 +29,21 @@ UPLOAD_OVERHEAD = 64 * 1024
 UPLOAD_PATHS = ("/account/picture", "/api/users/me/picture")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+logger = logging.getLogger("inkwell")
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # Posts written before the current Markdown renderer get their HTML brought up to date.
+    settings: Settings = app.state.settings
     with app.state.database.session(write=True) as db:
+        # Posts written before the current Markdown renderer get their HTML brought up to date.
         rerender_stale_posts(db)
+        # Files a crash stranded between writing a picture and committing it.
+        removed = remove_orphaned_avatars(
+            db, avatar_dir=settings.avatar_dir, grace_seconds=settings.upload_orphan_grace_seconds
+        )
+        if removed:
+            logger.warning("Removed %d orphaned picture files", len(removed))
     yield
     app.state.database.dispose()
 

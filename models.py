@@ -51,6 +51,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class User(Base):
     __tablename__ = "users"
+    # SQLite would otherwise give a deleted user's id to the next one (migration 0006).
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(50), unique=True)
@@ -85,6 +87,7 @@ class Post(Base):
         # The second one also serves the foreign key (cascading deletes, author pages).
         Index("ix_posts_date_posted_id", "date_posted", "id"),
         Index("ix_posts_user_id_date_posted_id", "user_id", "date_posted", "id"),
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

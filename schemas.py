@@ -12,6 +12,7 @@ from pydantic import (
     StringConstraints,
     field_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from auth import is_common_password
 
@@ -33,6 +34,15 @@ def _reject_common(value: str) -> str:
     return value
 
 
+# Search marks its matches with these private-use characters before escaping the snippet;
+# text that already held them could mark words itself, so they are dropped on the way in.
+SEARCH_MARKERS = str.maketrans("", "", "\ue000\ue001")
+
+
+def _drop_search_markers(value: str) -> str:
+    return value.translate(SEARCH_MARKERS)
+
+
 def _normalise_newlines(value: str) -> str:
     # Browsers submit textareas with CRLF; store one convention whatever the client.
     return value.replace("\r\n", "\n")
@@ -49,16 +59,24 @@ Username = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=USERNAME_PATTERN),
 ]
-Email = Annotated[EmailStr, StringConstraints(max_length=120), AfterValidator(str.lower)]
+Email = Annotated[
+    EmailStr,
+    StringConstraints(max_length=120),
+    AfterValidator(str.lower),
+    Field(description="A mailable address; reserved domains such as .test are refused"),
+]
 Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
     AfterValidator(_reject_nul),
+    AfterValidator(_drop_search_markers),
+    AfterValidator(_reject_blank),
 ]
 Content = Annotated[
     str,
     StringConstraints(min_length=1, max_length=100_000),
     AfterValidator(_normalise_newlines),
+    AfterValidator(_drop_search_markers),
     AfterValidator(_reject_blank),
     AfterValidator(_reject_nul),
 ]
@@ -110,8 +128,8 @@ class Token(BaseModel):
 
 
 class UserUpdate(PartialUpdate):
-    username: Username | None = None
-    email: Email | None = None
+    username: Username | SkipJsonSchema[None] = None
+    email: Email | SkipJsonSchema[None] = None
 
 
 class UserPublic(BaseModel):
@@ -159,9 +177,9 @@ class PostReplace(PostBase):
 class PostUpdate(PartialUpdate):
     """The body of PATCH: only the fields sent are changed."""
 
-    title: Title | None = None
-    content: Content | None = None
-    version: Version | None = None
+    title: Title | SkipJsonSchema[None] = None
+    content: Content | SkipJsonSchema[None] = None
+    version: Version | SkipJsonSchema[None] = None
 
 
 class PostPublic(PostBase):

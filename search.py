@@ -39,9 +39,25 @@ def search_terms(query: str) -> list[str]:
 
 
 def highlight(marked: str) -> Markup:
-    """Escape the database's text, then turn the match markers into <mark> elements."""
-    escaped = str(escape(marked))
-    return Markup(escaped.replace(MARK_START, "<mark>").replace(MARK_END, "</mark>"))
+    """Escape the database's text, then turn the match markers into <mark> elements.
+
+    Posts cannot contain the marker characters (the schemas drop them), but a row written
+    some other way might: markers are paired here, so the result is always balanced markup.
+    """
+    parts: list[str] = []
+    is_open = False
+    for piece in re.split(f"([{MARK_START}{MARK_END}])", marked):
+        if piece == MARK_START and not is_open:
+            parts.append("<mark>")
+            is_open = True
+        elif piece == MARK_END and is_open:
+            parts.append("</mark>")
+            is_open = False
+        elif piece not in (MARK_START, MARK_END):
+            parts.append(str(escape(piece)))
+    if is_open:
+        parts.append("</mark>")
+    return Markup("".join(parts))
 
 
 # Ordering by FTS5's own `rank` column (bm25, title weighted ten times the body) lets the

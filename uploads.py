@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import secrets
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -206,3 +207,33 @@ def remove_avatar(directory: Path, filename: str | None) -> None:
         logger.warning("Not removing %r: not a stored avatar name", filename)
         return
     (directory / filename).unlink(missing_ok=True)
+
+
+_TEMPORARY_NAME = re.compile(r"\.[0-9a-f]{32}\.tmp")
+
+
+def remove_orphans(directory: Path, referenced: set[str], grace_seconds: float) -> list[str]:
+    """Delete pictures no user points at and temporary files, left by a crash between
+    writing a file and committing (or between committing and removing the old picture).
+
+    Files younger than `grace_seconds` are spared: another worker process may be between
+    its rename and its commit right now. Returns the names removed.
+    """
+    if not directory.is_dir():
+        return []
+    cutoff = time.time() - grace_seconds
+    removed = []
+    for path in directory.iterdir():
+        is_ours = _STORED_NAME.fullmatch(path.name) or _TEMPORARY_NAME.fullmatch(path.name)
+        if is_ours and path.name not in referenced and _modified_before(path, cutoff):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
+def _modified_before(path: Path, cutoff: float) -> bool:
+    # Another worker starting at the same moment may have removed it already.
+    try:
+        return path.stat().st_mtime <= cutoff
+    except FileNotFoundError:
+        return False

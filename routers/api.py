@@ -64,6 +64,8 @@ CONFLICT: Responses = {409: _error("Username or email already taken")}
 AUTH: Responses = {401: _error("Not authenticated")}
 FORBIDDEN: Responses = {403: _error("Not allowed for this user")}
 INVALID: Responses = {422: _error("Invalid input")}
+# Routes that read a body also answer 400 when it cannot be parsed at all.
+BODY: Responses = {**INVALID, 400: _error("Malformed request body")}
 TOO_LARGE: Responses = {413: _error("Request body too large")}
 THROTTLED: Responses = {429: _error("Too many failed attempts")}
 LIST_HEADERS = {
@@ -88,7 +90,7 @@ def _paginate(
 # ---------------------------------------------------------------- tokens
 
 
-@router.post("/token", response_model=Token, responses=AUTH | THROTTLED)
+@router.post("/token", response_model=Token, responses=AUTH | THROTTLED | BODY)
 def issue_token(
     request: Request, db: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
 ) -> Any:
@@ -125,7 +127,7 @@ def revoke_token(db: SessionDep, user: ApiUser, token: ApiToken) -> None:
     "/users",
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
-    responses=CONFLICT | INVALID,
+    responses=CONFLICT | BODY,
 )
 def create_user(data: UserCreate, db: SessionDep) -> Any:
     """Create an account."""
@@ -138,7 +140,7 @@ def read_me(user: ApiUser) -> Any:
     return user
 
 
-@router.patch("/users/me", response_model=UserPrivate, responses=AUTH | CONFLICT | INVALID)
+@router.patch("/users/me", response_model=UserPrivate, responses=AUTH | CONFLICT | BODY)
 def update_me(data: UserUpdate, db: SessionDep, user: ApiUser) -> Any:
     """Change the authenticated user's username or email."""
     return crud.update_user(db, user=user, data=data)
@@ -147,7 +149,7 @@ def update_me(data: UserUpdate, db: SessionDep, user: ApiUser) -> Any:
 @router.put(
     "/users/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=AUTH | FORBIDDEN | INVALID,
+    responses=AUTH | FORBIDDEN | BODY,
 )
 def change_my_password(
     data: PasswordChange, db: SessionDep, user: ApiUser, token: ApiToken
@@ -158,7 +160,7 @@ def change_my_password(
     auth.set_password(db, user=user, password=data.new_password, keep_token=token)
 
 
-@router.put("/users/me/picture", response_model=UserPrivate, responses=AUTH | INVALID | TOO_LARGE)
+@router.put("/users/me/picture", response_model=UserPrivate, responses=AUTH | BODY | TOO_LARGE)
 def upload_my_picture(
     picture: Annotated[bytes, File(description="JPEG, PNG, WebP or GIF")],
     db: SessionDep,
@@ -195,7 +197,7 @@ def _only_self(user_id: int, db: SessionDep, user: User) -> User:
 @router.patch(
     "/users/{user_id}",
     response_model=UserPrivate,
-    responses=AUTH | FORBIDDEN | NOT_FOUND | CONFLICT | INVALID,
+    responses=AUTH | FORBIDDEN | NOT_FOUND | CONFLICT | BODY,
 )
 def update_user(user_id: UserId, data: UserUpdate, db: SessionDep, user: ApiUser) -> Any:
     """Change a user's username or email (only your own)."""
@@ -267,7 +269,7 @@ def list_posts(
     "/posts",
     status_code=status.HTTP_201_CREATED,
     response_model=PostPublic,
-    responses=AUTH | INVALID,
+    responses=AUTH | BODY,
 )
 def create_post(data: PostCreate, db: SessionDep, user: ApiUser) -> Any:
     """Publish a post as the authenticated user."""
@@ -287,10 +289,14 @@ IfMatch = Annotated[
     str | None, Header(description="The post's ETag; if it changed since, the edit gets 412")
 ]
 AUTHOR_ONLY = AUTH | FORBIDDEN | NOT_FOUND | INVALID
-EDIT_RESPONSES = AUTHOR_ONLY | {
-    409: _error("The post changed since the version being edited"),
-    412: _error("The post changed since the ETag sent in If-Match"),
-}
+EDIT_RESPONSES = (
+    AUTHOR_ONLY
+    | BODY
+    | {
+        409: _error("The post changed since the version being edited"),
+        412: _error("The post changed since the ETag sent in If-Match"),
+    }
+)
 
 
 def _edit(

@@ -3,6 +3,7 @@
 import os
 import re
 import struct
+import time
 import warnings
 import zlib
 from io import BytesIO
@@ -399,3 +400,18 @@ def test_remove_avatar_refuses_other_names(
     remove_avatar(directory, name)
     assert all(path.exists() for path in precious)
     assert "not a stored avatar name" in caplog.text
+
+
+def test_remove_orphans_spares_referenced_young_and_foreign_files(tmp_path: Path) -> None:
+    from uploads import remove_orphans
+
+    kept, orphan, young = ("a" * 32 + ".jpg", "b" * 32 + ".jpg", "c" * 32 + ".jpg")
+    temporary, foreign = ("." + "d" * 32 + ".tmp", "notes.txt")
+    for name in (kept, orphan, young, temporary, foreign):
+        (tmp_path / name).write_bytes(b"x")
+    old = time.time() - 3600
+    for name in (kept, orphan, temporary, foreign):
+        os.utime(tmp_path / name, (old, old))
+    removed = remove_orphans(tmp_path, {kept}, grace_seconds=60)
+    assert sorted(removed) == sorted([orphan, temporary])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([kept, young, foreign])

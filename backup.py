@@ -1,0 +1,167 @@
+"""A consistent copy of the live database, taken while the server keeps serving.
+
+    python -m backup                      # backups/inkwell-<UTC timestamp>.db or .dump
+    python -m backup --output PATH
+
+The database is the `DATABASE_URL` setting (`config.get_settings()`).
+
+- SQLite: the online backup API (`sqlite3.Connection.backup`) copies every page in one step
+  from a single read snapshot; in WAL mode readers do not block writers, so the server keeps
+  writing meanwhile. The copy is a self-contained file (rollback journal, no -wal beside it)
+  that must pass `PRAGMA integrity_check`. Restore: stop the server, copy it over the database.
+- PostgreSQL: `pg_dump --format=custom`, which reads everything in one repeatable-read
+  snapshot. Restore: `pg_restore --no-owner --dbname=postgresql://... FILE` into an empty
+  database.
+
+The copy is written under a temporary name and renamed only once it is complete and checked,
+so a file with the final name is always a whole backup.
+"""
+
+import argparse
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+
+from config import get_settings
+
+BACKUP_DIR = Path("backups")
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
+class BackupError(Exception):
+    """The backup could not be made; the message says why."""
+
+
+def default_output(url: URL, now: datetime | None = None) -> Path:
+    """backups/inkwell-<UTC timestamp>.<db|dump>, not yet taken."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    suffix = ".db" if url.get_backend_name() == "sqlite" else ".dump"
+    candidate = BACKUP_DIR / f"inkwell-{stamp}{suffix}"
+    number = 1
+    while candidate.exists():
+        number += 1
+        candidate = BACKUP_DIR / f"inkwell-{stamp}-{number}{suffix}"
+    return candidate
+
+
+def backup(database_url: str, output: Path) -> Path:
+    """Copy the database at `database_url` into `output` (which must not exist yet)."""
+    url = make_url(database_url)
+    if output.exists():
+        raise BackupError(f"{output} already exists; not overwriting it")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    partial.unlink(missing_ok=True)
+    try:
+        backend = url.get_backend_name()
+        if backend == "sqlite":
+            _backup_sqlite(url, partial)
+        elif backend == "postgresql":
+            _backup_postgresql(url, partial)
+        else:
+            raise BackupError(f"cannot back up a {backend} database")
+        _fsync(partial)
+        os.replace(partial, output)
+        _fsync(output.parent)
+    finally:
+        partial.unlink(missing_ok=True)
+    return output
+
+
+def _backup_sqlite(url: URL, target: Path) -> None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        raise BackupError(f"not a SQLite database file: {url}")
+    source_path = Path(database)
+    if not source_path.is_file():
+        # sqlite3.connect would silently create an empty database and back that up.
+        raise BackupError(f"no SQLite database at {source_path}")
+    source = sqlite3.connect(source_path, timeout=SQLITE_BUSY_TIMEOUT_S)
+    try:
+        copy = sqlite3.connect(target)
+        try:
+            # pages=-1: one step, one read snapshot; no restart when the server writes meanwhile.
+            source.backup(copy, pages=-1)
+            # One self-contained file: WAL mode would keep recent pages in a -wal beside it.
+            copy.execute("PRAGMA journal_mode=DELETE")
+            result = [row[0] for row in copy.execute("PRAGMA integrity_check")]
+            if result != ["ok"]:
+                raise BackupError(f"the copy failed PRAGMA integrity_check: {result[:5]}")
+        finally:
+            copy.close()
+    finally:
+        source.close()
+
+
+def libpq_url(url: URL) -> tuple[str, dict[str, str]]:
+    """A URL for libpq tools (no `+psycopg` driver) and the environment carrying the password,
+    which stays out of the command line (and so out of `ps`)."""
+    env = {**os.environ}
+    if url.password is not None:
+        env["PGPASSWORD"] = str(url.password)
+    plain = url.set(drivername="postgresql", password=None)
+    return plain.render_as_string(hide_password=False), env
+
+
+def pg_tool(name: str) -> str:
+    """`name` from PATH, else from the PostgreSQL 15 packages' directory."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidate = PG_BIN / name
+    if candidate.is_file():
+        return str(candidate)
+    raise BackupError(f"{name} not found on PATH nor in {PG_BIN}")
+
+
+def _backup_postgresql(url: URL, target: Path) -> None:
+    dsn, env = libpq_url(url)
+    command = [pg_tool("pg_dump"), "--format=custom", f"--file={target}", f"--dbname={dsn}"]
+    _run(command, env)
+    # The archive must be readable: list its table of contents.
+    _run([pg_tool("pg_restore"), "--list", str(target)], env)
+
+
+def _run(command: list[str], env: dict[str, str]) -> None:
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BackupError(f"{Path(command[0]).name} failed: {result.stderr.strip()}")
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Back up Inkwell's database while it runs.")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="file to write (default: backups/inkwell-<UTC timestamp>.db or .dump)",
+    )
+    args = parser.parse_args(argv)
+    database_url = get_settings().database_url
+    output = args.output or default_output(make_url(database_url))
+    try:
+        written = backup(database_url, output)
+    except BackupError as exc:
+        print(f"backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"Backup written to {written} ({written.stat().st_size} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,582 @@
+"""Helpers for tests/test_reliability.py.
+
+`ServerGroup` runs uvicorn in a process group of its own, so the master and every worker can be
+killed at once with SIGKILL (a real crash) and started again on the same port. `worker_serving`
+tells which worker process holds a given client connection, read from /proc (Linux).
+`Ledger` records every request and response of a load run, thread-safely, and knows which
+state of each post the server acknowledged.
+"""
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+from tests.conftest import PASSWORD
+from tests.pg import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 30
+CLIENT_TIMEOUT_S = 30
+RETRY_PAUSE_S = 0.2
+
+
+# ---------------------------------------------------------------- the server process group
+
+
+class ServerGroup:
+    """uvicorn in its own session (process group), with a log file next to the media dir."""
+
+    def __init__(self, database_url: str, media_dir: Path, workers: int = 2) -> None:
+        self.database_url = database_url
+        self.media_dir = media_dir
+        self.workers = workers
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = media_dir.parent / f"server-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        assert self.process is None, "already running"
+        self.media_dir.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "MEDIA_DIR": str(self.media_dir),
+            # The restarts here leave no upload in flight: clean up what a crash stranded.
+            "UPLOAD_ORPHAN_GRACE_SECONDS": "0",
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--no-access-log",
+        ]
+        with self.log_path.open("ab") as log:
+            log.write(f"\n==== start {self.starts + 1} ====\n".encode())
+            log.flush()
+            log_offset = log.tell()
+            # A session of its own: os.killpg reaches the master and the workers it spawns.
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+            )
+        self.starts += 1
+        self._wait_until_up(log_offset)
+
+    def _wait_until_up(self, log_offset: int) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.process = None
+                raise RuntimeError(f"server exited:\n{self.log_tail()}")
+            # Every worker must be serving, or the first requests all go to the one that is.
+            with self.log_path.open("rb") as log:
+                log.seek(log_offset)
+                ready = log.read().count(b"Application startup complete.")
+            if ready >= self.workers:
+                try:
+                    if httpx.get(self.base_url + "/api/posts", timeout=2).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+            time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"server did not start in time:\n{self.log_tail()}")
+
+    def worker_pids(self) -> set[int]:
+        """The worker processes: the master's children started by multiprocessing's spawn
+        (its resource tracker is a child too, and serves nothing)."""
+        if self.process is None:
+            return set()
+        children: set[int] = set()
+        task_dir = Path(f"/proc/{self.process.pid}/task")
+        try:
+            for task in task_dir.iterdir():
+                children.update(int(pid) for pid in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            return set()
+        return {pid for pid in children if b"spawn_main" in _cmdline(pid)}
+
+    def kill(self) -> None:
+        """SIGKILL the whole group: master and workers die mid-request, as in a crash."""
+        if self.process is None:
+            return
+        workers = self.worker_pids()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=STOP_TIMEOUT_S)
+        self.process = None
+        _wait_gone(workers)
+
+    def stop(self) -> None:
+        """SIGTERM (uvicorn shuts down gracefully), SIGKILL if that takes too long."""
+        if self.process is None:
+            return
+        workers = self.worker_pids()
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=STOP_TIMEOUT_S)
+        except ProcessLookupError:
+            self.process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return
+        self.process = None
+        _wait_gone(workers)
+
+    def log_tail(self, lines: int = 80) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> "ServerGroup":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _wait_gone(pids: set[int]) -> None:
+    """Wait until the processes are dead (orphaned workers are reaped by init, or are zombies,
+    which hold no sockets)."""
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        alive = [pid for pid in pids if _running(pid)]
+        if not alive:
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"processes still running: {alive}")
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+# ---------------------------------------------------------------- which worker holds a connection
+
+
+def served_by(server: "ServerGroup", response: httpx.Response) -> int | None:
+    """The worker that answered `response` (its connection must still be open)."""
+    return worker_serving(server, client_port(response))
+
+
+def client_port(response: httpx.Response) -> int:
+    """The local port of the (still open) connection `response` came over."""
+    stream = response.extensions["network_stream"]
+    return stream.get_extra_info("client_addr")[1]
+
+
+def worker_serving(server: ServerGroup, port: int) -> int | None:
+    """The pid of the worker whose socket is connected to our local `port`, from /proc.
+
+    The kernel hands each new connection to whichever worker accepts it first; there is no
+    way to choose, but an open connection belongs to exactly one process and /proc shows which.
+    """
+    inode = _socket_inode(server.port, port)
+    if inode is None:
+        return None
+    target = f"socket:[{inode}]"
+    for pid in server.worker_pids():
+        fd_dir = Path(f"/proc/{pid}/fd")
+        try:
+            descriptors = list(fd_dir.iterdir())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for descriptor in descriptors:
+            try:
+                if os.readlink(descriptor) == target:
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+def _socket_inode(server_port: int, peer_port: int) -> str | None:
+    """Inode of the server-side socket of the connection 127.0.0.1:peer → 127.0.0.1:server."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    for line in lines:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], fields[9]
+        if (
+            int(local.split(":")[1], 16) == server_port
+            and int(remote.split(":")[1], 16) == peer_port
+        ):
+            return inode
+    return None
+
+
+def fresh_client(base_url: str, cookies: dict[str, str] | None = None) -> httpx.Client:
+    """A client with no pooled connection: its first request opens a new TCP connection."""
+    return httpx.Client(base_url=base_url, cookies=cookies, timeout=CLIENT_TIMEOUT_S)
+
+
+# ---------------------------------------------------------------- accounts and pictures
+
+
+def register(base_url: str, username: str) -> str:
+    """Create an account over the API and return a bearer token for it."""
+    with httpx.Client(base_url=base_url, timeout=CLIENT_TIMEOUT_S) as client:
+        account = {"username": username, "email": f"{username}@example.com", "password": PASSWORD}
+        created = client.post("/api/users", json=account)
+        assert created.status_code == 201, created.text
+        token = client.post("/api/token", data={"username": username, "password": PASSWORD})
+        assert token.status_code == 200, token.text
+        return token.json()["access_token"]
+
+
+def png_bytes(seed: str) -> bytes:
+    """A real PNG, different for every seed."""
+    rng = random.Random(seed)
+    colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+    image = Image.new("RGB", (480, 360), colour)
+    for _ in range(20):
+        x, y = rng.randrange(470), rng.randrange(350)
+        image.paste((rng.randrange(256), 0, 0), (x, y, x + 10, y + 10))
+    output = BytesIO()
+    image.save(output, "PNG")
+    return output.getvalue()
+
+
+# ---------------------------------------------------------------- recording a load run
+
+
+@dataclass
+class PostRecord:
+    """What the clients know about one post.
+
+    `acked` is the last content the server acknowledged. `pending` holds contents sent after it
+    whose outcome is unknown (the connection broke before an answer), any of which may be the
+    stored one; the same goes for a delete whose answer never came.
+    """
+
+    title: str
+    acked: str
+    acked_writes: int = 1
+    pending: list[str] = field(default_factory=list)
+    deleted: bool = False
+    delete_pending: bool = False
+
+
+@dataclass(repr=False)
+class Ledger:
+    """Every response of a run and the acknowledged state of every post and picture."""
+
+    statuses: Counter[int] = field(default_factory=Counter)
+    transport_errors: Counter[str] = field(default_factory=Counter)
+    # 5xx, "database is locked", any status other than the expected one, thread failures.
+    problems: list[str] = field(default_factory=list)
+    posts: dict[int, PostRecord] = field(default_factory=dict)
+    # Records whose id the server later gave to a new post (SQLite reuses the highest rowid
+    # once that row is deleted, unless the table is declared AUTOINCREMENT).
+    retired: list[tuple[int, PostRecord]] = field(default_factory=list)
+    # Creations never answered: title -> content (the post may or may not exist).
+    unanswered_creates: dict[str, str] = field(default_factory=dict)
+    # Per user: every picture name an upload returned, and whether one is unanswered since.
+    pictures: dict[str, list[str]] = field(default_factory=dict)
+    picture_pending: dict[str, bool] = field(default_factory=dict)
+    requests: int = 0
+    # Requests sent and not yet answered (or failed), right now.
+    in_flight: int = 0
+    # Seconds from sending to the whole answer, for every answered request.
+    latencies: list[float] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def send(
+        self, client: httpx.Client, expected: int, method: str, url: str, **kwargs: object
+    ) -> httpx.Response | None:
+        """Send one request and record its outcome; None if no answer came."""
+        with self.lock:
+            self.requests += 1
+            self.in_flight += 1
+        started = time.monotonic()
+        try:
+            response = client.request(method, url, **kwargs)  # type: ignore[arg-type]
+        except httpx.TransportError as exc:
+            with self.lock:
+                self.in_flight -= 1
+                self.transport_errors[type(exc).__name__] += 1
+            return None
+        body = response.text
+        with self.lock:
+            self.in_flight -= 1
+            self.latencies.append(time.monotonic() - started)
+            self.statuses[response.status_code] += 1
+            if response.status_code != expected or "database is locked" in body.lower():
+                self.problems.append(f"{method} {url} -> {response.status_code}: {body[:500]}")
+        return response if response.status_code == expected else None
+
+    def __repr__(self) -> str:
+        return f"Ledger({self.requests} requests, {self.statuses_text()})"
+
+    @property
+    def server_errors(self) -> int:
+        with self.lock:
+            return sum(count for status, count in self.statuses.items() if status >= 500)
+
+    @property
+    def errors(self) -> int:
+        """Requests that got a 5xx or no answer at all."""
+        with self.lock:
+            return self.server_errors + sum(self.transport_errors.values())
+
+    @property
+    def acknowledged_writes(self) -> int:
+        with self.lock:
+            records = [*self.posts.values(), *(record for _, record in self.retired)]
+            posts = sum(record.acked_writes for record in records)
+            return posts + sum(len(names) for names in self.pictures.values())
+
+    def deleted_posts(self) -> list[tuple[int, PostRecord]]:
+        """Every post whose deletion was acknowledged, including those whose id was reused."""
+        with self.lock:
+            current = [(post_id, record) for post_id, record in self.posts.items()]
+            return [(i, record) for i, record in [*current, *self.retired] if record.deleted]
+
+    def statuses_text(self) -> str:
+        with self.lock:
+            statuses = ", ".join(f"{status}: {n}" for status, n in sorted(self.statuses.items()))
+            latencies = sorted(self.latencies)
+        text = f"statuses {{{statuses}}}, transport errors {dict(self.transport_errors)}"
+        if latencies:
+            p50, p99 = (latencies[int(q * (len(latencies) - 1))] for q in (0.5, 0.99))
+            text += f", latency p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms"
+            text += f", max {latencies[-1] * 1000:.0f} ms"
+        return text
+
+
+class PostWriter(threading.Thread):
+    """One client: creates posts, edits and deletes its own, until `stop` is set.
+
+    Each post is touched by one thread only, sequentially, so "the last acknowledged content"
+    is well defined.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        token: str,
+        ledger: Ledger,
+        stop: threading.Event,
+        *,
+        create_only: bool = False,
+    ) -> None:
+        super().__init__(name=name, daemon=True)
+        self.base_url = base_url
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.ledger = ledger
+        self.stop = stop
+        self.create_only = create_only
+        self.rng = random.Random(name)
+        self.mine: list[int] = []
+        self.count = 0
+
+    def run(self) -> None:
+        try:
+            with httpx.Client(
+                base_url=self.base_url, headers=self.headers, timeout=CLIENT_TIMEOUT_S
+            ) as client:
+                while not self.stop.is_set():
+                    if not self.step(client):
+                        # No answer: the server is down; do not spin while it restarts.
+                        self.stop.wait(RETRY_PAUSE_S)
+        except Exception as exc:  # reported by the test, not lost in the thread
+            with self.ledger.lock:
+                self.ledger.problems.append(f"{self.name} failed: {exc!r}")
+
+    def step(self, client: httpx.Client) -> bool:
+        self.count += 1
+        roll = self.rng.random()
+        if self.create_only or not self.mine or roll < 0.45:
+            return self.create(client)
+        post_id = self.rng.choice(self.mine)
+        if roll < 0.85:
+            return self.edit(client, post_id)
+        return self.delete(client, post_id)
+
+    def _content(self) -> str:
+        words = " ".join(self.rng.choice(WORDS) for _ in range(self.rng.randint(5, 40)))
+        return f"{self.name} revision {self.count}: {words}."
+
+    def create(self, client: httpx.Client) -> bool:
+        title = f"{self.name} post {self.count}"
+        content = self._content()
+        with self.ledger.lock:
+            self.ledger.unanswered_creates[title] = content
+        body = {"title": title, "content": content}
+        response = self.ledger.send(client, 201, "POST", "/api/posts", json=body)
+        if response is None:
+            return False
+        post_id = response.json()["id"]
+        with self.ledger.lock:
+            del self.ledger.unanswered_creates[title]
+            previous = self.ledger.posts.get(post_id)
+            if previous is not None:
+                self.ledger.retired.append((post_id, previous))
+            self.ledger.posts[post_id] = PostRecord(title=title, acked=content)
+        self.mine.append(post_id)
+        return True
+
+    def edit(self, client: httpx.Client, post_id: int) -> bool:
+        content = self._content()
+        record = self.ledger.posts[post_id]
+        with self.ledger.lock:
+            record.pending.append(content)
+        response = self.ledger.send(
+            client, 200, "PATCH", f"/api/posts/{post_id}", json={"content": content}
+        )
+        if response is None:
+            return False
+        with self.ledger.lock:
+            record.acked = content
+            record.pending.clear()
+            record.acked_writes += 1
+        return True
+
+    def delete(self, client: httpx.Client, post_id: int) -> bool:
+        record = self.ledger.posts[post_id]
+        self.mine.remove(post_id)  # never touched again, whatever the outcome
+        with self.ledger.lock:
+            record.delete_pending = True
+        response = self.ledger.send(client, 204, "DELETE", f"/api/posts/{post_id}")
+        if response is None:
+            return False
+        with self.ledger.lock:
+            record.deleted = True
+            record.acked_writes += 1
+        return True
+
+
+class PictureUploader(threading.Thread):
+    """One client per user: replaces the user's profile picture again and again."""
+
+    def __init__(
+        self,
+        username: str,
+        base_url: str,
+        token: str,
+        ledger: Ledger,
+        stop: threading.Event,
+        *,
+        tag: str = "",
+    ) -> None:
+        super().__init__(name=f"pictures-{username}{tag}", daemon=True)
+        self.username = username
+        self.base_url = base_url
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.ledger = ledger
+        self.stop = stop
+        self.count = 0
+        ledger.pictures.setdefault(username, [])
+        ledger.picture_pending.setdefault(username, False)
+
+    def run(self) -> None:
+        try:
+            with httpx.Client(
+                base_url=self.base_url, headers=self.headers, timeout=CLIENT_TIMEOUT_S
+            ) as client:
+                while not self.stop.is_set():
+                    if not self.upload(client):
+                        self.stop.wait(RETRY_PAUSE_S)
+        except Exception as exc:
+            with self.ledger.lock:
+                self.ledger.problems.append(f"{self.name} failed: {exc!r}")
+
+    def upload(self, client: httpx.Client) -> bool:
+        self.count += 1
+        picture = png_bytes(f"{self.name}-{self.count}")
+        with self.ledger.lock:
+            self.ledger.picture_pending[self.username] = True
+        files = {"picture": ("me.png", picture, "image/png")}
+        response = self.ledger.send(client, 200, "PUT", "/api/users/me/picture", files=files)
+        if response is None:
+            return False
+        name = response.json()["image_path"].rsplit("/", 1)[1]
+        with self.ledger.lock:
+            self.ledger.pictures[self.username].append(name)
+            self.ledger.picture_pending[self.username] = False
+        return True
+
+
+def check_posts(ledger: Ledger, stored: dict[int, tuple[str, str]]) -> tuple[int, list[str]]:
+    """Compare the database (id -> (title, content)) with what the server acknowledged.
+
+    Returns the number of acknowledged writes whose effect was found and every discrepancy.
+    A post's acknowledged writes count as found when its stored state is the last one
+    acknowledged (or, after a crash, one sent later whose answer was lost).
+    """
+    problems: list[str] = []
+    found = 0
+    for post_id, record in ledger.retired:
+        # The id now names a newer post, so this one is certainly gone from it.
+        if record.deleted or record.delete_pending:
+            found += record.acked_writes
+        else:
+            problems.append(f"post {post_id} ({record.title!r}) was live when its id was reused")
+    for post_id, record in ledger.posts.items():
+        row = stored.get(post_id)
+        # A different title under the same id is another post: SQLite reuses ids.
+        present = row is not None and row[0] == record.title
+        if record.deleted:
+            if present:
+                problems.append(f"post {post_id} was deleted (204) but is still stored")
+            else:
+                found += record.acked_writes
+        elif not present:
+            if record.delete_pending:
+                found += record.acked_writes
+            else:
+                problems.append(f"post {post_id} ({record.title!r}) was acknowledged but is lost")
+        elif row[1] in (record.acked, *record.pending):
+            found += record.acked_writes
+        else:
+            problems.append(
+                f"post {post_id} holds {row[1][:60]!r}, last acknowledged {record.acked[:60]!r}"
+            )
+    for post_id, (title, content) in stored.items():
+        record = ledger.posts.get(post_id)
+        if record is not None and record.title == title:
+            continue
+        # Only a creation whose answer was lost may have left a post nobody knows the id of.
+        if ledger.unanswered_creates.get(title) != content:
+            problems.append(f"post {post_id} ({title!r}) was never acknowledged nor sent")
+    return found, problems
+
+
+WORDS = (
+    *("ink", "quill", "paper", "margin", "draft", "chapter", "verse", "prose", "essay"),
+    *("index", "folio", "serif", "kerning", "ligature", "ampersand", "colophon", "footnote"),
+    *("preface", "epilogue", "glossary"),
+)

@@ -1,0 +1,571 @@
+"""Reliability of the real server: concurrent writers, kill -9, several workers, backups.
+
+The tests marked `server` start uvicorn with two worker processes (tests/load.py) and talk to
+it over 127.0.0.1 only; each prints a one-line summary of what it measured (`pytest -s` shows
+it). INKWELL_LOAD_SECONDS sets how long the concurrency test hammers the server (default 8).
+"""
+
+import itertools
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from contextlib import ExitStack, closing
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from backup import libpq_url, pg_tool
+from tests.conftest import PASSWORD, csrf_from
+from tests.load import (
+    CLIENT_TIMEOUT_S,
+    ROOT,
+    Ledger,
+    PictureUploader,
+    PostWriter,
+    ServerGroup,
+    check_posts,
+    fresh_client,
+    register,
+    served_by,
+)
+from tests.server import migrate
+
+LOAD_SECONDS = float(os.environ.get("INKWELL_LOAD_SECONDS", "8"))
+CLIENTS = 32
+USERS = 4
+CRASHES = 3
+AVATAR_SIDE = 300
+_names = itertools.count(1)
+
+
+# ---------------------------------------------------------------- reading the outcome
+
+
+def stored_posts(database_url: str) -> dict[int, tuple[str, str]]:
+    """Every post in the database, read directly (not through the app): id -> (title, content)."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, title, content FROM posts")).all()
+    finally:
+        engine.dispose()
+    return {row.id: (row.title, row.content) for row in rows}
+
+
+def stored_pictures(database_url: str) -> dict[str, str | None]:
+    """username -> image_file, read directly from the database."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT username, image_file FROM users")).all()
+    finally:
+        engine.dispose()
+    return {row.username: row.image_file for row in rows}
+
+
+def api_posts(base_url: str) -> dict[int, tuple[str, str]]:
+    """Every post as the API lists it, following the pages."""
+    posts: dict[int, tuple[str, str]] = {}
+    with httpx.Client(base_url=base_url, timeout=CLIENT_TIMEOUT_S) as client:
+        for page in range(1, 10_000):
+            response = client.get("/api/posts", params={"page": page, "per_page": 100})
+            assert response.status_code == 200, response.text
+            posts.update((post["id"], (post["title"], post["content"])) for post in response.json())
+            if 'rel="next"' not in response.headers.get("link", ""):
+                break
+    return posts
+
+
+def sqlite_path(database_url: str) -> Path:
+    return Path(database_url.removeprefix("sqlite:///"))
+
+
+def integrity_check(path: Path) -> list[str]:
+    connection = sqlite3.connect(path)
+    try:
+        return [row[0] for row in connection.execute("PRAGMA integrity_check")]
+    finally:
+        connection.close()
+
+
+def run_threads(threads: list[threading.Thread], stop: threading.Event, seconds: float) -> None:
+    for thread in threads:
+        thread.start()
+    stop.wait(seconds)
+    stop.set()
+    join_all(threads)
+
+
+def join_all(threads: list[threading.Thread]) -> None:
+    deadline = time.monotonic() + CLIENT_TIMEOUT_S + 10
+    for thread in threads:
+        if thread.ident is not None:  # started
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not [thread.name for thread in threads if thread.is_alive()], "clients hung"
+
+
+# ---------------------------------------------------------------- 1. concurrency
+
+
+@pytest.mark.server
+def test_concurrent_writers_lose_nothing(empty_database_url, backend, tmp_path):
+    """32 clients create, edit and delete posts through two workers: no 5xx, no "database is
+    locked", and the database holds exactly the last acknowledged state of every post."""
+    migrate(empty_database_url)
+    ledger = Ledger()
+    stop = threading.Event()
+    with ServerGroup(empty_database_url, tmp_path / "media", workers=2) as server:
+        tokens = [register(server.base_url, f"writer{n}") for n in range(USERS)]
+        writers = [
+            PostWriter(f"client{n:02d}", server.base_url, tokens[n % USERS], ledger, stop)
+            for n in range(CLIENTS)
+        ]
+        run_threads(writers, stop, LOAD_SECONDS)
+        stored = stored_posts(empty_database_url)
+        listed = api_posts(server.base_url)
+        deleted = ledger.deleted_posts()
+        with httpx.Client(base_url=server.base_url, timeout=CLIENT_TIMEOUT_S) as client:
+            still_served = []
+            for post_id, record in deleted:
+                response = client.get(f"/api/posts/{post_id}")
+                # 404, or a newer post that was given the same id (SQLite reuses ids; see
+                # test_ids_of_deleted_rows_are_never_reused).
+                if response.status_code != 404 and response.json()["title"] == record.title:
+                    still_served.append(post_id)
+    log = server.log_path.read_text(errors="replace")
+    found, problems = check_posts(ledger, stored)
+    print(
+        f"\nconcurrency [{backend}]: {ledger.requests} requests sent by {CLIENTS} clients in "
+        f"{LOAD_SECONDS:g} s, {ledger.errors} errors, {ledger.acknowledged_writes} writes "
+        f"acknowledged, {found} writes found ({len(deleted)} deletions confirmed gone, "
+        f"{len(ledger.retired)} ids of deleted posts reused); {ledger.statuses_text()}"
+    )
+    assert not ledger.problems, (ledger.problems[:10], server.log_tail())
+    assert ledger.server_errors == 0
+    assert not ledger.transport_errors, ledger.transport_errors
+    assert "database is locked" not in log
+    assert "Traceback" not in log, server.log_tail()
+    assert not problems, "\n".join(problems[:20])
+    assert found == ledger.acknowledged_writes
+    # The API shows exactly what the database holds: deleted posts are gone there too.
+    assert listed == stored
+    assert still_served == []
+    # Enough happened for the above to mean something.
+    assert ledger.acknowledged_writes >= CLIENTS
+    assert deleted
+
+
+def test_ids_of_deleted_rows_are_never_reused(client):
+    """A deleted post's or user's id never comes back for a newer one.
+
+    Otherwise a link to /posts/N, a feed reader's entry id (the post URL) or an API client
+    holding the id silently lands on someone else's post. PostgreSQL's sequences never reuse
+    an id; SQLite hands out the highest rowid again once that row is deleted, unless the table
+    is declared AUTOINCREMENT. (The concurrency test above hits this by chance.)
+    """
+    headers = {}
+    ids = {}
+    for name in ("first", "second"):
+        account = {"username": name, "email": f"{name}@example.com", "password": PASSWORD}
+        created = client.post("/api/users", json=account)
+        assert created.status_code == 201, created.text
+        ids[name] = created.json()["id"]
+        token = client.post("/api/token", data={"username": name, "password": PASSWORD})
+        headers[name] = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    reused = {}
+
+    post = {"title": "Soon gone", "content": "Deleted at once."}
+    old_post = client.post("/api/posts", json=post, headers=headers["first"]).json()["id"]
+    assert client.delete(f"/api/posts/{old_post}", headers=headers["first"]).status_code == 204
+    new_post = client.post("/api/posts", json=post, headers=headers["first"]).json()["id"]
+    if new_post == old_post:
+        reused["post"] = old_post
+
+    assert client.delete("/api/users/me", headers=headers["second"]).status_code == 204
+    account = {"username": "third", "email": "third@example.com", "password": PASSWORD}
+    new_user = client.post("/api/users", json=account).json()["id"]
+    if new_user == ids["second"]:
+        reused["user"] = new_user
+
+    assert reused == {}, "ids of deleted rows were given to new ones"
+
+
+# ---------------------------------------------------------------- 2. crashes
+
+
+@pytest.mark.server
+def test_kill_9_loses_no_acknowledged_write(empty_database_url, backend, tmp_path):
+    """SIGKILL the master and workers three times while posts and pictures are being written;
+    every acknowledged write survives, the database is intact and no upload is left behind."""
+    migrate(empty_database_url)
+    media = tmp_path / "media"
+    server = ServerGroup(empty_database_url, media, workers=2)
+    ledger = Ledger()
+    stop = threading.Event()
+    rng = random.Random(backend)
+    in_flight_at_crash: list[int] = []
+    threads: list[threading.Thread] = []
+    try:
+        server.start()
+        tokens = {f"crash{n}": register(server.base_url, f"crash{n}") for n in range(3)}
+        names = itertools.cycle(tokens.values())
+        threads = [
+            PostWriter(f"writer{n}", server.base_url, next(names), ledger, stop) for n in range(8)
+        ]
+        threads += [
+            PictureUploader(user, server.base_url, token, ledger, stop)
+            for user, token in tokens.items()
+        ]
+        for thread in threads:
+            thread.start()
+        for crash in range(CRASHES):
+            if crash:
+                server.start()
+            # Let writes get going on this run, then crash at an arbitrary moment.
+            target = ledger.acknowledged_writes + 15
+            deadline = time.monotonic() + 30
+            while ledger.acknowledged_writes < target and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert ledger.acknowledged_writes >= target, server.log_tail()
+            time.sleep(rng.uniform(0.2, 1.0))
+            in_flight_at_crash.append(ledger.in_flight)
+            server.kill()
+        stop.set()
+        join_all(threads)
+        integrity = integrity_check(sqlite_path(empty_database_url)) if backend == "sqlite" else []
+        # The server must come back on the crashed data (and may tidy up as it starts).
+        server.start()
+        listed = api_posts(server.base_url)
+        server.stop()
+    finally:
+        stop.set()
+        server.kill()
+        join_all(threads)
+    stored = stored_posts(empty_database_url)
+    found, problems = check_posts(ledger, stored)
+    pictures = stored_pictures(empty_database_url)
+    pictures_found, pictures_wrong = check_pictures(ledger, pictures, media / "profile_pics")
+    found += pictures_found
+    problems += pictures_wrong
+    refused = ledger.transport_errors["ConnectError"]
+    print(
+        f"\ncrash [{backend}]: {len(in_flight_at_crash)} crashes survived "
+        f"(requests in flight at each: {in_flight_at_crash}), {ledger.requests} requests sent, "
+        f"{ledger.errors - refused} cut off by a crash, {refused} refused while down, "
+        f"{ledger.acknowledged_writes} writes acknowledged, {found} writes found; "
+        f"{ledger.statuses_text()}"
+    )
+    assert not ledger.problems, (ledger.problems[:10], server.log_tail())
+    assert len(in_flight_at_crash) == CRASHES
+    assert all(in_flight_at_crash), "a crash hit no request in flight"
+    if backend == "sqlite":
+        assert integrity == ["ok"]
+    assert not problems, "\n".join([*problems, "server log:", server.log_tail()])
+    assert listed == stored
+
+
+def check_pictures(
+    ledger: Ledger, pictures: dict[str, str | None], avatar_dir: Path
+) -> tuple[int, list[str]]:
+    """Every stored file is a whole 300x300 JPEG that a user points at; every user's picture
+    exists; each user's picture is the last acknowledged upload (or a later one whose answer
+    the crash swallowed). Returns the acknowledged uploads found and the problems."""
+    problems: list[str] = []
+    referenced = {name for name in pictures.values() if name}
+    files = sorted(path.name for path in avatar_dir.iterdir()) if avatar_dir.exists() else []
+    for name in files:
+        path = avatar_dir / name
+        if name not in referenced:
+            if name.startswith("."):
+                kind = "temporary file (crash before the rename)"
+            elif any(name in names for names in ledger.pictures.values()):
+                kind = "superseded picture (crash between the commit and its removal)"
+            else:
+                kind = "never acknowledged (most likely a crash between rename and commit)"
+            problems.append(f"{name} ({path.stat().st_size} B) left behind: {kind}")
+            continue
+        try:
+            with Image.open(path) as picture:
+                picture.verify()
+            with Image.open(path) as picture:
+                picture.load()
+                if picture.format != "JPEG" or picture.size != (AVATAR_SIDE, AVATAR_SIDE):
+                    problems.append(f"{name} is a {picture.format} of {picture.size}")
+        except (OSError, SyntaxError) as exc:
+            problems.append(f"{name} is not a complete JPEG: {exc}")
+    for user, name in pictures.items():
+        if name and name not in files:
+            problems.append(f"{user}'s picture {name} is missing from disk")
+    found = 0
+    for user, acked in ledger.pictures.items():
+        name = pictures[user]
+        last = acked[-1] if acked else None
+        # Only an upload whose answer was lost may have replaced the last acknowledged one.
+        if name == last or (ledger.picture_pending[user] and name not in acked):
+            found += len(acked)
+        else:
+            problems.append(f"{user}'s picture is {name}, last acknowledged {last}")
+    return found, problems
+
+
+@pytest.mark.server
+def test_concurrent_picture_uploads_leave_no_orphans(empty_database_url, backend, tmp_path):
+    """Two clients of one account (a phone and a laptop) replace its picture at the same
+    time, through two workers: every replaced file is removed, only the current one stays."""
+    migrate(empty_database_url)
+    media = tmp_path / "media"
+    ledger = Ledger()
+    stop = threading.Event()
+    with ServerGroup(empty_database_url, media, workers=2) as server:
+        token = register(server.base_url, "twice")
+        uploaders = [
+            PictureUploader("twice", server.base_url, token, ledger, stop, tag=f"-{n}")
+            for n in range(4)
+        ]
+        run_threads(uploaders, stop, 3)
+    current = stored_pictures(empty_database_url)["twice"]
+    files = sorted(path.name for path in (media / "profile_pics").iterdir())
+    print(
+        f"\npictures [{backend}]: {len(ledger.pictures['twice'])} concurrent uploads "
+        f"acknowledged, {len(files)} files left for 1 picture; {ledger.statuses_text()}"
+    )
+    assert not ledger.problems, ledger.problems[:10]
+    assert current in ledger.pictures["twice"]
+    assert files == [current], f"{len(files) - 1} files orphaned: {files[:5]}..."
+
+
+# ---------------------------------------------------------------- 3. several workers
+
+
+def on_worker(
+    opened: ExitStack, server: ServerGroup, pid: int | None, path: str, cookies: dict[str, str]
+) -> tuple[httpx.Client, httpx.Response, int]:
+    """A new client whose fresh connection landed on worker `pid` (any if None), with the
+    response to GET `path` it was opened with (`opened` closes it at the latest). The kernel
+    picks the worker for each new connection; this opens connections until one lands where
+    wanted, and /proc tells which."""
+    for _ in range(100):
+        client = opened.enter_context(fresh_client(server.base_url, cookies))
+        response = client.get(path)
+        worker = served_by(server, response)
+        if worker is not None and pid in (None, worker):
+            return client, response, worker
+        client.close()
+    raise AssertionError(f"100 new connections and none reached worker {pid}")
+
+
+@pytest.mark.server
+def test_workers_share_sessions_csrf_and_throttling(empty_database_url, tmp_path):
+    """Two workers behave like two machines behind a load balancer: what one issues (CSRF
+    tokens, sessions) the other accepts, and failed logins are counted across both.
+
+    Every request below goes over a new TCP connection, and /proc tells which worker holds
+    it, so the test does not rely on luck to reach both: it asserts that it did.
+    """
+    migrate(empty_database_url)
+    with (
+        ServerGroup(empty_database_url, tmp_path / "media", workers=2) as server,
+        ExitStack() as opened,
+    ):
+        workers = sorted(server.worker_pids())
+        assert len(workers) == 2
+        register(server.base_url, "roaming")
+
+        # A CSRF token (and its cookie) from one worker, the login form posted to the other.
+        first, form, issuer = on_worker(opened, server, None, "/login", {})
+        first.close()
+        anonymous = dict(form.cookies)
+        token = csrf_from(form.text)
+        other = workers[1 - workers.index(issuer)]
+        client, _, _ = on_worker(opened, server, other, "/login", anonymous)
+        with closing(client):
+            login = client.post(
+                "/login",
+                data={"username": "roaming", "password": PASSWORD, "csrf_token": token},
+                follow_redirects=False,
+            )
+            assert served_by(server, login) == other
+        assert login.status_code == 303, login.text
+        session = dict(login.cookies)
+
+        # The session works on every request, whichever worker answers it.
+        served: list[int] = []
+        while len(served) < 20 or len(set(served)) < 2:
+            assert len(served) < 200, f"only worker {set(served)} answered"
+            with fresh_client(server.base_url, session) as client:
+                account = client.get("/account", follow_redirects=False)
+                served.append(served_by(server, account))
+            assert account.status_code == 200, account.text
+            assert "roaming" in account.text
+        assert set(served) == set(workers)
+
+        # The session's CSRF token from one worker logs out on the other; then the session
+        # is gone for both.
+        client, account, issuer = on_worker(opened, server, None, "/account", session)
+        client.close()
+        other = workers[1 - workers.index(issuer)]
+        client, _, _ = on_worker(opened, server, other, "/account", session)
+        with closing(client):
+            logout = client.post(
+                "/logout", data={"csrf_token": csrf_from(account.text)}, follow_redirects=False
+            )
+            assert served_by(server, logout) == other
+        assert logout.status_code == 303, logout.text
+        for pid in workers:
+            client, account, _ = on_worker(opened, server, pid, "/account", session)
+            client.close()
+            assert account.status_code == 303, f"worker {pid} still honours the session"
+
+        # Failed logins alternate between the workers: five are let through (three on one,
+        # two on the other); the sixth, and any other right after, is refused on either.
+        # Each attempt's connection is opened before the previous attempt is sent, so the
+        # sixth follows the fifth within the one-second wait that the fifth failure earns.
+        outcomes: list[tuple[int | None, int]] = []
+        attempts = 7
+        wrong = {"username": "roaming", "password": "not the password", "csrf_token": token}
+        client, _, _ = on_worker(opened, server, workers[0], "/login", anonymous)
+        for attempt in range(attempts):
+            following = None
+            if attempt + 1 < attempts:
+                target = workers[(attempt + 1) % 2]
+                following = on_worker(opened, server, target, "/login", anonymous)
+            with closing(client):
+                refused = client.post("/login", data=wrong)
+                outcomes.append((served_by(server, refused), refused.status_code))
+            if following:
+                client = following[0]
+        statuses = [status for _, status in outcomes]
+        print(
+            f"\nworkers: /account answered by {dict((p, served.count(p)) for p in workers)} "
+            f"over {len(served)} new connections; failed logins (worker, status): {outcomes}"
+        )
+        assert statuses == [400] * 5 + [429, 429], outcomes
+        assert {pid for pid, _ in outcomes[:5]} == set(workers)
+        assert {pid for pid, _ in outcomes[5:]} == set(workers)
+
+
+# ---------------------------------------------------------------- 4. backups
+
+
+@pytest.mark.server
+def test_online_backup_while_writing(empty_database_url, backend, tmp_path, request):
+    """`python -m backup` copies the database while clients keep posting; the copy restores
+    and holds every post acknowledged before it began, each with its author."""
+    migrate(empty_database_url)
+    # A few thousand posts, so that the copy takes long enough for writes to overlap it.
+    subprocess.run(
+        [sys.executable, "-m", "seed", "--users", "5", "--posts", "3000"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": empty_database_url},
+        check=True,
+        capture_output=True,
+    )
+    seeded = stored_posts(empty_database_url)
+    output = tmp_path / "backups" / ("copy.db" if backend == "sqlite" else "copy.dump")
+    ledger = Ledger()
+    stop = threading.Event()
+    with (
+        ServerGroup(empty_database_url, tmp_path / "media", workers=2) as server,
+        ExitStack() as cleanup,
+    ):
+        tokens = [register(server.base_url, f"backer{n}") for n in range(2)]
+        if backend == "sqlite":
+            # A long read (a slow report, say) holds checkpoints back, so the newest rows live
+            # only in the write-ahead log: a copy of the database file alone would miss them.
+            reader = cleanup.enter_context(
+                closing(sqlite3.connect(sqlite_path(empty_database_url), isolation_level=None))
+            )
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM posts").fetchone()
+        writers = [
+            PostWriter(f"backup-writer{n}", server.base_url, token, ledger, stop, create_only=True)
+            for n, token in enumerate(tokens * 2)
+        ]
+        for writer in writers:
+            writer.start()
+        try:
+            deadline = time.monotonic() + 30
+            while ledger.acknowledged_writes < 20 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            with ledger.lock:
+                before = {post_id: post.title for post_id, post in ledger.posts.items()}
+            started = time.monotonic()
+            result = subprocess.run(
+                [sys.executable, "-m", "backup", "--output", str(output)],
+                cwd=ROOT,
+                env={**os.environ, "DATABASE_URL": empty_database_url},
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            took = time.monotonic() - started
+            during = ledger.acknowledged_writes - len(before)
+            # The server keeps taking writes after the backup, too.
+            target = ledger.acknowledged_writes + 5
+            while ledger.acknowledged_writes < target and time.monotonic() < deadline + 30:
+                time.sleep(0.02)
+        finally:
+            stop.set()
+            join_all(writers)
+    assert result.returncode == 0, result.stderr
+    assert "Backup written to" in result.stdout
+    assert not list(output.parent.glob("*.partial"))
+
+    restored_url = restore(backend, output, request)
+    copy = stored_posts(restored_url)
+    engine = create_engine(restored_url)
+    try:
+        with engine.connect() as connection:
+            orphans = connection.execute(
+                text("SELECT count(*) FROM posts WHERE user_id NOT IN (SELECT id FROM users)")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    expected = {**{i: title for i, (title, _) in seeded.items()}, **before}
+    missing = {i: title for i, title in expected.items() if copy.get(i, ("",))[0] != title}
+    acknowledged = set(seeded) | set(ledger.posts)
+    unknown = [i for i in copy if i not in acknowledged]
+    print(
+        f"\nbackup [{backend}]: {len(expected)} posts acknowledged before the backup "
+        f"({len(before)} over HTTP), {len(expected) - len(missing)} found in the restored copy "
+        f"({len(copy)} posts); {during} writes acknowledged during the {took:.2f} s backup, "
+        f"{ledger.acknowledged_writes} in all, {ledger.errors} errors"
+    )
+    assert not ledger.problems, ledger.problems[:10]
+    assert missing == {}
+    assert unknown == []
+    assert orphans == 0
+    assert len(before) >= 20
+
+
+def restore(backend: str, output: Path, request: pytest.FixtureRequest) -> str:
+    """Open or restore the backup; return a URL to the restored database."""
+    if backend == "sqlite":
+        assert integrity_check(output) == ["ok"]
+        connection = sqlite3.connect(output)
+        try:
+            assert connection.execute("PRAGMA foreign_key_check").fetchall() == []
+            # A single self-contained file: nothing was left in a write-ahead log.
+            assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        finally:
+            connection.close()
+        return f"sqlite:///{output}"
+    cluster = request.getfixturevalue("postgres")
+    url = cluster.create_database(f"inkwell_restored_{next(_names)}")
+    dsn, env = libpq_url(make_url(url))
+    subprocess.run(
+        [pg_tool("pg_restore"), "--no-owner", "--exit-on-error", f"--dbname={dsn}", str(output)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return url

@@ -1,0 +1,1089 @@
+"""Cross-site scripting: a corpus of hostile strings in every user-controlled field, then every
+page, feed, API response and error page that shows them, parsed and checked.
+
+Pages are parsed with `html.parser.HTMLParser` (not substring matching) and must contain no
+script other than JSON-LD (which must parse as JSON and hold no `</script` or `<!--`), no
+`on*` attribute, no javascript:/data:/vbscript: URL, no `style` attribute and none of the
+elements that can carry script or restyle the page. Where a hostile value is displayed it
+must come out as the same text (escaped in the markup), so the checks also prove that the
+page shows what the user typed rather than something the browser parsed out of it. Feeds are
+parsed with ElementTree and their HTML content gets the same checks.
+
+Hostile usernames cannot get through the forms (which the test also checks), but legacy rows
+might hold anything, so users are inserted directly into the database.
+
+Run with `-rP` to see the summary line each backend prints.
+"""
+
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from urllib.parse import quote, urlsplit
+from xml.etree import ElementTree
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from markdown_render import excerpt
+from routers.feeds import xml_text
+from schemas import USERNAME_PATTERN
+from search import MARK_END, MARK_START
+from tests.conftest import PASSWORD, csrf_from, form_token
+
+JS = "alert(1)"
+
+# ---------------------------------------------------------------- the corpus
+
+PAYLOADS: tuple[str, ...] = (
+    # <script> in assorted spellings
+    "<script>alert(1)</script>",
+    "<SCRIPT>alert(1)</SCRIPT>",
+    "<ScRiPt >alert(1)</sCrIpT >",
+    "<script\n>alert(1)</script\t>",
+    "< script >alert(1)</ script >",
+    "<script src=//evil.example/x.js></script>",
+    "<<script>alert(1)//<</script>",
+    # event handlers
+    "<img src=x onerror=alert(1)>",
+    "<svg onload=alert(1)>",
+    "<svg/onload=alert(1)//",
+    "<body onload=alert(1)>",
+    "<details open ontoggle=alert(1)>",
+    "<input autofocus onfocus=alert(1)>",
+    '" onmouseover="alert(1)',
+    "' autofocus onfocus='alert(1)",
+    '"><img src=x onerror=alert(1)>',
+    # javascript:, vbscript: and data: URLs
+    "javascript:alert(1)",
+    "JaVaScRiPt:alert(1)",
+    "&#106;&#97;&#118;&#97;&#115;&#99;&#114;&#105;&#112;&#116;&#58;alert(1)",
+    "&#x6A;avascript&colon;alert(1)",
+    "java\tscript:alert(1)",
+    "java\nscript:alert(1)",
+    " \x01\x0bjavascript:alert(1)",
+    '<a href="javascript:alert(1)">x</a>',
+    "<a href=' jav&#x09;ascript:alert(1)'>x</a>",
+    "vbscript:msgbox(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+    # SVG and MathML
+    "<svg><script>alert(1)</script></svg>",
+    '<svg><a xlink:href="javascript:alert(1)"><text>x</text></a></svg>',
+    "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
+    # breaking out of attributes, elements, the JSON-LD block and XML
+    '"><script>alert(1)</script>',
+    "'><script>alert(1)</script>",
+    "</textarea><script>alert(1)</script>",
+    "</title><script>alert(1)</script>",
+    "</script><script>alert(1)</script>",
+    "</script ><!--<script>alert(1)//-->",
+    "]]><script>alert(1)</script><![CDATA[",
+    '<a href="x',
+    "</noscript><img src=x onerror=alert(1)>",
+    "\u2028\u2029</script><script>alert(1)</script>",
+    # Unicode tricks: RTL override, zero-width characters, full-width and homoglyph
+    # brackets and quotes, a byte-order mark (the search highlighter's private-use marker
+    # characters have a test of their own below)
+    "\u202e<script>alert(1)</script>",
+    "<scr\u200bipt>alert(1)</scr\u200dipt>",
+    "\uff1cscript\uff1ealert(1)\uff1c/script\uff1e",
+    "\u201c onmouseover=\u201calert(1)\u201d \uff02 onfocus=\uff02alert(1)",
+    "\ufeff<img src=x onerror=alert(1)>",
+    # template injection
+    "{{7*7}}",
+    "tpl{{7*7}}tpl {% raw %}{{ 7*7 }}{% endraw %}",
+    "${7*7} #{7*7} <%= 7*7 %> {{ config }} {{ request }}",
+    # Markdown
+    "[x](javascript:alert(1))",
+    "![x](javascript:alert(1))",
+    "<javascript:alert(1)>",
+    "[x][ref]\n\n[ref]: javascript:alert(1)",
+    '[x](JaVa&#x09;ScRiPt:alert(1) "t")',
+    "[x](<java\tscript:alert(1)>)",
+    "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+    "![x](data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9YWxlcnQoMSk+)",
+    '[x](https://example.com "\\" onmouseover=\\"alert(1)")',
+    '![x" onerror="alert(1)](https://example.com/x.png)',
+    '```"><script>alert(1)</script>\nx\n```',
+    # CSS
+    "<style>*{background:url(javascript:alert(1))}</style>",
+    '<p style="background:url(javascript:alert(1))">x</p>',
+    "<div style=x:expression(alert(1))>x</div>",
+    "<link rel=stylesheet href=javascript:alert(1)>",
+    # frames, plugins, <base>, meta refresh, form actions
+    "<iframe src=javascript:alert(1)></iframe>",
+    '<iframe srcdoc="<script>alert(1)</script>">',
+    "<object data=javascript:alert(1)></object><embed src=javascript:alert(1)>",
+    "<base href=javascript:alert(1)//>",
+    '<meta http-equiv="refresh" content="0;url=javascript:alert(1)">',
+    "<form><button formaction=javascript:alert(1)>x</button></form>",
+    # already escaped: must be shown as the entities, never decoded into markup
+    "&lt;script&gt;alert(1)&lt;/script&gt;",
+)
+
+# Only for fields that are never stored: PostgreSQL cannot hold NUL in text.
+REFLECTED_ONLY: tuple[str, ...] = (
+    "java\x00script:alert(1)",
+    "<scr\x00ipt>alert(1)</script>",
+)
+
+# Open-redirect shapes for `next`, on top of the corpus.
+NEXT_TARGETS: tuple[str, ...] = (
+    "//evil.example/",
+    "/\\evil.example",
+    "/\t/evil.example",
+    "\\\\evil.example",
+    "https://evil.example/",
+    "javascript:alert(1)//",
+    "/%0d%0aSet-Cookie:%20x=1",
+    "/posts?x=<script>alert(1)</script>",
+)
+
+TEMPLATE_EVALUATED = "tpl49tpl"
+
+
+def markdown_document(payload: str, number: int) -> str:
+    """The payload in every Markdown context that ends up in an attribute or element."""
+    return "\n\n".join(
+        [
+            # Searchable before anything PostgreSQL's parser might read as a tag to skip.
+            f"xssmark{number}",
+            payload,
+            f"* {payload}",
+            f"> {payload}",
+            f"[link]({payload}) ![image]({payload}) <{payload}>",
+            f"[ref{number}][r{number}]\n\n[r{number}]: {payload}",
+            f"`{payload}`",
+            f"```{payload}\ncode\n```",
+            f"| a |\n| --- |\n| {payload} |",
+            f'[titled](https://example.com "{payload}") ![{payload}](https://example.com/x.png)',
+        ]
+    )
+
+
+def looks_like_markup(text: str) -> bool:
+    return re.search(r"<[A-Za-z/!?]", text) is not None
+
+
+# ---------------------------------------------------------------- the HTML inspector
+
+VOID_ELEMENTS = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param"}
+    | {"source", "track", "wbr", "keygen"}
+)
+URL_ATTRIBUTES = frozenset(
+    {"href", "src", "action", "formaction", "xlink:href", "data", "poster", "background"}
+    | {"cite", "longdesc", "usemap", "codebase", "ping", "manifest", "lowsrc", "dynsrc"}
+)
+DANGEROUS_SCHEMES = ("javascript:", "data:", "vbscript:")
+FORBIDDEN_ELEMENTS = frozenset(
+    {"style", "iframe", "frame", "frameset", "object", "embed", "applet", "svg", "math"}
+    | {"base", "xmp", "plaintext", "noembed", "template", "portal"}
+)
+FORBIDDEN_ATTRIBUTES = frozenset({"style", "srcdoc"})
+# Elements whose content a browser reads as text only (RCDATA): markup inside is a bug.
+TEXT_ONLY_ELEMENTS = frozenset({"title", "textarea"})
+JSON_LD = "application/ld+json"
+# Browsers drop these anywhere in a URL (tab, newline) or around it (C0 controls, space).
+_URL_NOISE = re.compile(r"[\x00-\x20\x7f]+")
+
+
+@dataclass(eq=False)
+class Node:
+    tag: str
+    attrs: dict[str, str]
+    parent: "Node | None" = None
+    children: list["Node | str"] = field(default_factory=list)
+
+    def text(self) -> str:
+        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
+
+    def walk(self) -> Iterator["Node"]:
+        yield self
+        for child in self.children:
+            if isinstance(child, Node):
+                yield from child.walk()
+
+    def find_all(self, tag: str, cls: str | None = None, **attrs: str) -> list["Node"]:
+        return [
+            node
+            for node in self.walk()
+            if node.tag == tag
+            and (cls is None or cls in node.attrs.get("class", "").split())
+            and all(node.attrs.get(name.replace("_", "-")) == v for name, v in attrs.items())
+        ]
+
+    def by_id(self, element_id: str) -> "Node | None":
+        return next((n for n in self.walk() if n.attrs.get("id") == element_id), None)
+
+    def ancestors(self) -> Iterator["Node"]:
+        node = self.parent
+        while node is not None:
+            yield node
+            node = node.parent
+
+
+@dataclass(frozen=True)
+class Problem:
+    message: str
+    executable: bool
+
+
+def dangerous_url(value: str) -> bool:
+    squashed = _URL_NOISE.sub("", value).lower()
+    return squashed.startswith(DANGEROUS_SCHEMES)
+
+
+class Inspector(HTMLParser):
+    """Builds a small tree and records everything that could run script or restyle the page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Node("#document", {})
+        self.current = self.root
+        self.problems: list[Problem] = []
+
+    def _flag(self, message: str, *, executable: bool = True) -> None:
+        source = (self.get_starttag_text() or "")[:200]
+        self.problems.append(Problem(f"{message} in {source!r}", executable))
+
+    def _open(self, tag: str, attrs: list[tuple[str, str | None]]) -> Node:
+        values = [(name, value or "") for name, value in attrs]
+        node = Node(tag, {}, self.current)
+        for name, value in values:
+            node.attrs.setdefault(name, value)  # browsers keep the first of duplicates
+        self.current.children.append(node)
+        for name, value in values:
+            if name.startswith("on"):
+                self._flag(f"event-handler attribute {name}")
+            if name in FORBIDDEN_ATTRIBUTES:
+                self._flag(f"{name} attribute")
+            if name in URL_ATTRIBUTES and dangerous_url(value):
+                self._flag(f"{name} with a script-capable URL")
+            if name == "srcset" and any(
+                dangerous_url(candidate.strip()) for candidate in value.split(",")
+            ):
+                self._flag("srcset with a script-capable URL")
+        if tag in FORBIDDEN_ELEMENTS:
+            self._flag(f"<{tag}> element")
+        if tag == "meta" and "http-equiv" in node.attrs:
+            self._flag("<meta http-equiv>")
+        if tag == "script" and (
+            node.attrs.get("type", "").strip().lower() != JSON_LD or "src" in node.attrs
+        ):
+            self._flag("<script> that is not inert JSON-LD")
+        text_only = [a.tag for a in node.ancestors() if a.tag in TEXT_ONLY_ELEMENTS]
+        if text_only:
+            # A browser shows this as text (not XSS by itself), but it means raw markup
+            # reached an element whose content must be escaped text.
+            self._flag(f"markup inside <{text_only[0]}>", executable=False)
+        return node
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        node = self._open(tag, attrs)
+        if tag not in VOID_ELEMENTS:
+            self.current = node
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._open(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        node: Node | None = self.current
+        while node is not None and node.tag != tag:
+            node = node.parent
+        if node is not None and node.parent is not None:
+            self.current = node.parent
+
+    def handle_data(self, data: str) -> None:
+        self.current.children.append(data)
+
+
+def inspect_html(markup: str) -> tuple[Node, list[Problem]]:
+    """Parse a page (or fragment); return its tree and everything unsafe in it."""
+    inspector = Inspector()
+    try:
+        inspector.feed(markup)
+        inspector.close()
+    except AssertionError as exc:  # Python 3.11's parser gives up on some bogus markup
+        inspector.problems.append(Problem(f"markup the parser cannot read: {exc}", True))
+    problems = list(inspector.problems)
+    for script in inspector.root.find_all("script"):
+        if script.attrs.get("type", "").strip().lower() != JSON_LD:
+            continue
+        raw = script.text()  # script content is raw text: no character references
+        for marker in ("</script", "<!--", "<script"):
+            if marker in raw.lower():
+                problems.append(Problem(f"{marker!r} inside JSON-LD: {raw[:200]!r}", True))
+        try:
+            json.loads(raw)
+        except ValueError:
+            problems.append(Problem(f"JSON-LD does not parse: {raw[:200]!r}", True))
+    return inspector.root, problems
+
+
+def json_ld(root: Node, kind: str) -> dict | None:
+    for script in root.find_all("script", type=JSON_LD):
+        try:
+            data = json.loads(script.text())
+        except ValueError:
+            continue
+        if isinstance(data, dict) and data.get("@type") == kind:
+            return data
+    return None
+
+
+def attr_of(root: Node, element_id: str, name: str) -> str | None:
+    node = root.by_id(element_id)
+    return None if node is None else node.attrs.get(name)
+
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+
+
+# ---------------------------------------------------------------- the audit
+
+
+@dataclass
+class Audit:
+    """Collects every problem (so one run reports them all) and counts what was checked."""
+
+    backend: str
+    problems: list[str] = field(default_factory=list)
+    executable: int = 0
+    responses: int = 0
+    checks: int = 0
+    payloads: set[str] = field(default_factory=set)
+    fields: set[str] = field(default_factory=set)
+
+    def flag(self, where: str, message: str, *, executable: bool = False) -> None:
+        self.problems.append(f"{where}: {message}")
+        self.executable += executable
+
+    def expect(self, where: str, condition: bool, message: str) -> None:
+        if not condition:
+            self.flag(where, message)
+
+    def shows(
+        self, where: str, what: str, text: str | None, expected: str, *, exact: bool = False
+    ) -> None:
+        """The parsed text (or attribute value) must hold the hostile value as typed: it was
+        escaped into the markup, not parsed out of it. `exact` for elements that hold
+        nothing else (headings, links, form fields)."""
+        if text is None or (text != expected if exact else expected not in text):
+            self.flag(where, f"{what} should show {expected!r} as text, shows {text!r}")
+
+    def _count(self, shown: Iterable[tuple[str, str]]) -> None:
+        for field_name, payload in shown:
+            self.fields.add(field_name)
+            self.payloads.add(payload)
+            self.checks += 1
+
+    def _response(self, where: str, response, status: int | tuple[int, ...]) -> None:
+        self.responses += 1
+        allowed = (status,) if isinstance(status, int) else status
+        self.expect(where, response.status_code in allowed, f"status {response.status_code}")
+
+    def page(self, where: str, response, *, status: int | tuple[int, ...] = 200, shown=()) -> Node:
+        """Check an HTML response; `shown` is the (field, payload) pairs it displays."""
+        shown = list(shown)
+        self._response(where, response, status)
+        content_type = response.headers.get("content-type", "")
+        self.expect(where, content_type.startswith("text/html"), f"content type {content_type}")
+        root, problems = inspect_html(response.text)
+        for problem in problems:
+            self.flag(where, problem.message, executable=problem.executable)
+        self._unescaped(where, response.text, shown)
+        self._count(shown)
+        return root
+
+    def fragment(self, where: str, markup: str, shown=()) -> Node:
+        """Check HTML carried inside another document (a feed entry's content)."""
+        shown = list(shown)
+        root, problems = inspect_html(markup)
+        for problem in problems:
+            self.flag(where, problem.message, executable=problem.executable)
+        self._unescaped(where, markup, shown)
+        self._count(shown)
+        return root
+
+    def _unescaped(self, where: str, markup: str, shown: list[tuple[str, str]]) -> None:
+        for field_name, payload in shown:
+            if looks_like_markup(payload) and payload in markup:
+                self.flag(where, f"{field_name} {payload!r} appears unescaped", executable=True)
+        if TEMPLATE_EVALUATED in markup:
+            self.flag(where, "a template expression was evaluated", executable=True)
+
+    def feed(self, where: str, response, shown=()) -> ElementTree.Element | None:
+        self._response(where, response, 200)
+        content_type = response.headers.get("content-type", "")
+        self.expect(where, content_type.startswith("application/atom+xml"), content_type)
+        try:
+            root = ElementTree.fromstring(response.content)
+        except ElementTree.ParseError as exc:
+            self.flag(where, f"not well-formed XML: {exc}", executable=True)
+            return None
+        for number, content in enumerate(root.iter(f"{ATOM}content")):
+            self.expect(where, content.get("type") == "html", "content is not type=html")
+            self.fragment(f"{where} entry {number} content", content.text or "")
+        self._unescaped(where, response.text, list(shown))
+        self._count(shown)
+        return root
+
+    def json(self, where: str, response, *, status: int | tuple[int, ...] = 200, shown=()):
+        self._response(where, response, status)
+        content_type = response.headers.get("content-type", "")
+        self.expect(
+            where,
+            content_type.split(";")[0].strip() == "application/json",
+            f"JSON answered as {content_type!r}",
+        )
+        self._count(shown)
+        try:
+            return response.json()
+        except ValueError:
+            self.flag(where, "body is not JSON")
+            return None
+
+    def summary(self) -> str:
+        return (
+            f"XSS [{self.backend}]: {len(self.payloads)} payloads, {len(self.fields)} fields, "
+            f"{self.checks:,} page checks on {self.responses:,} responses, "
+            f"{self.executable} executable, {len(self.problems)} problems"
+        )
+
+
+# ---------------------------------------------------------------- seeding
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """One payload planted in a user (username, email) and their post (title, content)."""
+
+    payload: str
+    user: object
+    user_id: int
+    username: str
+    email: str
+    post_id: int
+    title: str
+    content: str
+    excerpt: str
+
+
+def seed_corpus(client: TestClient, make_user, api_headers) -> list[Seeded]:
+    """A user per payload (straight into the database), each with a post sent through the API."""
+    seeded: list[Seeded] = []
+    taken: set[str] = set()
+    for number, payload in enumerate(PAYLOADS):
+        username = payload[:50] if payload[:50] not in taken else f"{payload[:44]}~{number:03d}"
+        taken.add(username)
+        email = f"u{number}.{payload}"[:120]
+        user = make_user(username, email=email)
+        content = markdown_document(payload, number)
+        response = client.post(
+            "/api/posts", json={"title": payload, "content": content}, headers=api_headers(user)
+        )
+        assert response.status_code == 201, (payload, response.text)
+        body = response.json()
+        assert body["title"] == payload.strip(), (body["title"], payload)
+        seeded.append(
+            Seeded(
+                payload=payload,
+                user=user,
+                user_id=user.id,
+                username=username,
+                email=email,
+                post_id=body["id"],
+                title=body["title"],
+                content=body["content"],
+                excerpt=excerpt(body["content"]),
+            )
+        )
+    return seeded
+
+
+def stored_fields(item: Seeded, *, content: bool = True) -> list[tuple[str, str]]:
+    shown = [("username", item.payload), ("post title", item.payload)]
+    return [*shown, ("post content", item.payload)] if content else shown
+
+
+def png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (30, 90, 160)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def is_local_path(location: str) -> bool:
+    """What a browser would treat as a path on this site (tabs/newlines dropped, \\ as /)."""
+    normalised = re.sub(r"[\t\n\r]", "", location).replace("\\", "/")
+    parts = urlsplit(normalised)
+    return normalised.startswith("/") and not normalised.startswith("//") and not parts.netloc
+
+
+# ---------------------------------------------------------------- checks, page by page
+
+
+POST_URL = re.compile(r"/posts/(\d+)$")
+
+
+def check_listing_cards(audit: Audit, where: str, root: Node, by_post: dict[int, Seeded]) -> None:
+    """Every post card must show its hostile title, author and excerpt as text."""
+    for card in root.find_all("article", "post-card"):
+        links = [a for a in card.find_all("a") if POST_URL.search(a.attrs.get("href", ""))]
+        found = POST_URL.search(links[0].attrs.get("href", "")) if links else None
+        item = by_post.get(int(found.group(1))) if found else None
+        if item is None:
+            continue
+        audit.shows(where, "card title", links[0].text(), item.title, exact=True)
+        authors = card.find_all("a", "author")
+        audit.shows(
+            where, "card author", authors[0].text() if authors else None, item.username, exact=True
+        )
+        excerpts = card.find_all("p", "excerpt")
+        if item.excerpt:
+            audit.shows(
+                where,
+                "card excerpt",
+                excerpts[0].text() if excerpts else None,
+                item.excerpt,
+                exact=True,
+            )
+        avatars = card.find_all("img", "avatar")
+        audit.shows(
+            where, "avatar alt", avatars[0].attrs.get("alt") if avatars else None, item.username
+        )
+        audit._count(stored_fields(item))
+
+
+def check_listings(audit: Audit, client: TestClient, seeded: list[Seeded]) -> None:
+    by_post = {item.post_id: item for item in seeded}
+    seen: set[int] = set()
+    url: str | None = "/"
+    while url:
+        response = client.get(url)
+        root = audit.page(f"GET {url}", response)
+        check_listing_cards(audit, f"GET {url}", root, by_post)
+        for card in root.find_all("article", "post-card"):
+            for a in card.find_all("a"):
+                if match := POST_URL.search(a.attrs.get("href", "")):
+                    seen.add(int(match.group(1)))
+        following = [
+            a.attrs.get("href") for a in root.find_all("a") if a.attrs.get("rel") == "next"
+        ]
+        url = following[0] if following else None
+    audit.expect("listings", seen == set(by_post), "the listing pages do not show every post")
+    root = audit.page("GET /posts", client.get("/posts"))
+    check_listing_cards(audit, "GET /posts", root, by_post)
+
+
+def check_post_page(audit: Audit, client: TestClient, item: Seeded) -> None:
+    where = f"GET /posts/{item.post_id} [{item.payload!r}]"
+    root = audit.page(where, client.get(f"/posts/{item.post_id}"), shown=stored_fields(item))
+    titles = root.find_all("title")
+    audit.shows(where, "<title>", titles[0].text() if titles else None, item.title)
+    headings = root.find_all("h1", "post-title")
+    audit.shows(where, "heading", headings[0].text() if headings else None, item.title, exact=True)
+    authors = root.find_all("a", "author")
+    audit.shows(where, "byline", authors[0].text() if authors else None, item.username, exact=True)
+    for meta in root.find_all("meta", property="og:title"):
+        audit.shows(where, "og:title", meta.attrs.get("content"), item.title)
+    for meta in root.find_all("meta", name="description"):
+        audit.shows(where, "meta description", meta.attrs.get("content"), item.excerpt)
+    body = root.find_all("div", "post-content")
+    text = body[0].text() if body else ""
+    audit.expect(where, bool(body), "no post content")
+    if "<" in item.payload:
+        # Text containing "<" means the markup had "&lt;": the tag was shown, not parsed.
+        audit.expect(where, "<" in text, "the post content shows no escaped markup")
+    if "{{7*7}}" in item.payload:
+        audit.expect(where, "{{7*7}}" in text, "{{7*7}} is not shown literally")
+    data = json_ld(root, "BlogPosting")
+    if data is not None:
+        audit.expect(where, data.get("headline") == item.title, "JSON-LD headline differs")
+        audit.expect(where, data.get("description") == item.excerpt, "JSON-LD description")
+        author = data.get("author") or {}
+        audit.expect(where, author.get("name") == item.username, "JSON-LD author differs")
+
+
+def check_author_page(audit: Audit, client: TestClient, item: Seeded) -> None:
+    where = f"GET /users/{item.user_id}/posts [{item.payload!r}]"
+    response = client.get(f"/users/{item.user_id}/posts")
+    root = audit.page(where, response, shown=[("username", item.payload)])
+    titles = root.find_all("title")
+    audit.shows(where, "<title>", titles[0].text() if titles else None, item.username)
+    headings = root.find_all("h1", "page-title")
+    audit.shows(
+        where, "heading", headings[0].text() if headings else None, item.username, exact=True
+    )
+    feeds = [
+        n for n in root.find_all("link", rel="alternate") if "/users/" in n.attrs.get("href", "")
+    ]
+    audit.shows(
+        where, "feed link title", feeds[0].attrs.get("title") if feeds else None, item.username
+    )
+    data = json_ld(root, "Person")
+    if data is not None:
+        audit.expect(where, data.get("name") == item.username, "JSON-LD name differs")
+    check_listing_cards(audit, where, root, {item.post_id: item})
+
+
+def check_author_feed(audit: Audit, client: TestClient, item: Seeded) -> None:
+    where = f"GET /users/{item.user_id}/feed.xml [{item.payload!r}]"
+    root = audit.feed(where, client.get(f"/users/{item.user_id}/feed.xml"), stored_fields(item))
+    if root is None:
+        return
+    audit.shows(where, "feed title", root.findtext(f"{ATOM}title"), xml_text(item.username))
+    audit.shows(
+        where,
+        "feed author",
+        root.findtext(f"{ATOM}author/{ATOM}name"),
+        xml_text(item.username),
+        exact=True,
+    )
+    entries = root.findall(f"{ATOM}entry")
+    audit.expect(where, len(entries) == 1, f"{len(entries)} entries")
+    for entry in entries:
+        audit.expect(where, entry.findtext(f"{ATOM}title") == xml_text(item.title), "entry title")
+        name = entry.findtext(f"{ATOM}author/{ATOM}name")
+        audit.expect(where, name == xml_text(item.username), "entry author name")
+
+
+def check_site_feed_and_sitemap(audit: Audit, client: TestClient, seeded: list[Seeded]) -> None:
+    by_url = {f"http://testserver/posts/{item.post_id}": item for item in seeded}
+    response = client.get("/feed.xml")
+    root = audit.feed("GET /feed.xml", response)
+    if root is not None:
+        for entry in root.findall(f"{ATOM}entry"):
+            item = by_url.get(entry.findtext(f"{ATOM}id") or "")
+            audit.expect("GET /feed.xml", item is not None, "an entry for an unknown post")
+            if item is not None:
+                title = entry.findtext(f"{ATOM}title")
+                audit.expect("GET /feed.xml", title == xml_text(item.title), f"title {title!r}")
+                audit._count(stored_fields(item))
+    response = client.get("/sitemap.xml")
+    audit._response("GET /sitemap.xml", response, 200)
+    try:
+        sitemap = ElementTree.fromstring(response.content)
+    except ElementTree.ParseError as exc:
+        audit.flag("GET /sitemap.xml", f"not well-formed XML: {exc}", executable=True)
+    else:
+        locs = [loc.text or "" for loc in sitemap.iter() if loc.tag.endswith("loc")]
+        audit.expect("GET /sitemap.xml", all(u.startswith("http://testserver/") for u in locs), "")
+        audit.expect("GET /sitemap.xml", set(by_url) <= set(locs), "posts missing")
+
+
+def check_search(audit: Audit, client: TestClient, query: str, titles: set[str]) -> None:
+    where = f"GET /search?q={query!r}"
+    root = audit.page(
+        where, client.get("/search", params={"q": query}), shown=[("search query", query)]
+    )
+    audit.shows(where, "search box", attr_of(root, "search-q", "value"), query, exact=True)
+    for card in root.find_all("article", "post-card"):
+        heading = card.find_all("h2", "post-title")
+        shown = heading[0].text() if heading else ""
+        # The highlighted title must read exactly as the stored title.
+        audit.expect(where, shown in titles, f"search hit title {shown!r} is not a stored title")
+        audit.checks += 3  # the hit's title, author and snippet
+
+
+def check_search_hit(audit: Audit, client: TestClient, item: Seeded, number: int) -> None:
+    """Search for a word only this post has: its hostile title and content come back as a
+    hit, and the highlighting may mark that word and nothing else."""
+    word = f"xssmark{number}"
+    where = f"GET /search?q={word} [{item.payload!r}]"
+    root = audit.page(where, client.get("/search", params={"q": word}), shown=stored_fields(item))
+    cards = root.find_all("article", "post-card")
+    audit.expect(where, len(cards) == 1, f"{len(cards)} hits")
+    for card in cards:
+        heading = card.find_all("h2", "post-title")
+        title = heading[0].text() if heading else None
+        audit.expect(where, title == item.title, f"hit title reads {title!r}")
+        authors = card.find_all("a", "author")
+        audit.shows(
+            where, "hit author", authors[0].text() if authors else None, item.username, exact=True
+        )
+        marked = [mark.text() for mark in card.find_all("mark")]
+        stray = [text for text in marked if text.lower() != word]
+        audit.expect(where, not stray, f"<mark> around {stray!r}, not only the search word")
+
+
+def check_api(audit: Audit, client: TestClient, seeded: list[Seeded]) -> None:
+    listing = audit.json("GET /api/posts", client.get("/api/posts", params={"per_page": 100}))
+    by_id = {post["id"]: post for post in listing or []}
+    for item in seeded:
+        post = by_id.get(item.post_id)
+        audit.expect("GET /api/posts", post is not None, f"post {item.post_id} missing")
+        if post:
+            audit.expect("GET /api/posts", post["title"] == item.title, "title differs")
+            audit._count(stored_fields(item))
+        where = f"GET /api/posts/{item.post_id}"
+        post = audit.json(
+            where, client.get(f"/api/posts/{item.post_id}"), shown=stored_fields(item)
+        )
+        if post:
+            audit.expect(where, post["title"] == item.title, "title differs")
+            audit.expect(where, post["content"] == item.content, "content differs")
+            audit.expect(where, post["author"]["username"] == item.username, "username differs")
+        where = f"GET /api/users/{item.user_id}"
+        user = audit.json(where, client.get(f"/api/users/{item.user_id}"))
+        if user:
+            audit.expect(where, user["username"] == item.username, "username differs")
+            audit.expect(where, "email" not in user, "public user shows the email")
+
+
+def check_reflected(audit: Audit, client: TestClient, payload: str) -> None:
+    """Pages an anonymous visitor can make show `payload`: log-in, sign-up, errors."""
+    quoted = quote(payload, safe="")
+    where = f"GET /login?next={payload!r}"
+    root = audit.page(
+        where, client.get("/login", params={"next": payload}), shown=[("next", payload)]
+    )
+    next_inputs = root.find_all("input", name="next")
+    audit.shows(
+        where,
+        "hidden next",
+        next_inputs[0].attrs.get("value") if next_inputs else None,
+        payload,
+        exact=True,
+    )
+
+    where = f"GET /posts/new?x={payload!r} (log-in redirect)"
+    response = client.get("/posts/new", params={"x": payload})
+    audit.page(where, response, shown=[("query parameter", payload)])
+    audit.expect(where, response.url.path == "/login", f"ended at {response.url}")
+
+    for path, status in (
+        (f"/posts/{quoted}", 404),
+        (f"/?page={quoted}", 400),
+        (f"/users/999999/posts?x={quoted}", 404),
+    ):
+        field_name = "URL path" if "?" not in path else "query parameter"
+        audit.page(f"GET {path}", client.get(path), status=status, shown=[(field_name, payload)])
+    for path in (f"/api/posts/{quoted}", f"/api/posts?page={quoted}", f"/api/users/{quoted}"):
+        audit.json(
+            f"GET {path}", client.get(path), status=(404, 422), shown=[("URL path", payload)]
+        )
+
+
+def check_register(audit: Audit, client: TestClient, token: str, payload: str) -> None:
+    where = f"POST /register username={payload!r}"
+    data = {
+        "csrf_token": token,
+        "username": payload,
+        "email": payload,
+        "password": PASSWORD,
+        "confirm_password": PASSWORD,
+    }
+    response = client.post("/register", data=data, follow_redirects=False)
+    root = audit.page(
+        where, response, status=422, shown=[("username", payload), ("email", payload)]
+    )
+    audit.shows(
+        where, "username box", attr_of(root, "field-username", "value"), payload, exact=True
+    )
+    audit.shows(where, "email box", attr_of(root, "field-email", "value"), payload, exact=True)
+    audit.expect(where, root.by_id("error-username") is not None, "no username error")
+    response = client.post(
+        "/api/users", json={"username": payload, "email": "x@example.com", "password": PASSWORD}
+    )
+    audit.json(f"POST /api/users username={payload!r}", response, status=422)
+
+
+def check_as_author(
+    audit: Audit, member: TestClient, item: Seeded, browser_session, *, real_picture: bool
+) -> None:
+    """The pages only the author sees, and the forms they can send back with hostile values."""
+    browser_session(member, item.user)
+    where = f"GET /account [{item.payload!r}]"
+    response = member.get("/account")
+    root = audit.page(where, response, shown=[("username", item.payload), ("email", item.payload)])
+    audit.shows(
+        where, "username box", attr_of(root, "field-username", "value"), item.username, exact=True
+    )
+    audit.shows(where, "email box", attr_of(root, "field-email", "value"), item.email, exact=True)
+    token = csrf_from(response.text)
+
+    where = f"POST /account username={item.payload!r}"
+    response = member.post(
+        "/account",
+        data={"csrf_token": token, "username": item.payload, "email": item.payload},
+        follow_redirects=False,
+    )
+    root = audit.page(where, response, status=422, shown=[("username", item.payload)])
+    audit.shows(
+        where, "username box", attr_of(root, "field-username", "value"), item.payload, exact=True
+    )
+    audit.shows(where, "email box", attr_of(root, "field-email", "value"), item.payload, exact=True)
+
+    where = f"POST /account/picture filename={item.payload!r}"
+    upload = png_bytes() if real_picture else b"<script>alert(1)</script>"
+    response = member.post(
+        "/account/picture",
+        data={"csrf_token": token},
+        files={"picture": (item.payload, upload, "image/png")},
+        follow_redirects=False,
+    )
+    if real_picture:
+        audit._response(where, response, 303)
+        root = audit.page(where + " then GET /account", member.get("/account"))
+        sources = [img.attrs.get("src", "") for img in root.find_all("img", "avatar")]
+        audit.expect(where, any("/media/profile_pics/" in s for s in sources), str(sources))
+        audit.expect(where, not any(item.payload in s for s in sources), "filename in src")
+        audit._count([("upload filename", item.payload)])
+    else:
+        audit.page(where, response, status=422, shown=[("upload filename", item.payload)])
+
+    where = f"GET /posts/{item.post_id}/edit [{item.payload!r}]"
+    response = member.get(f"/posts/{item.post_id}/edit")
+    root = audit.page(where, response, shown=stored_fields(item))
+    audit.shows(where, "title box", attr_of(root, "field-title", "value"), item.title, exact=True)
+    textarea = root.by_id("field-content")
+    audit.shows(
+        where, "content box", textarea.text() if textarea else None, item.content, exact=True
+    )
+    token = csrf_from(response.text)
+
+    where = f"POST /posts/{item.post_id}/edit preview [{item.payload!r}]"
+    response = member.post(
+        f"/posts/{item.post_id}/edit",
+        data={
+            "csrf_token": token,
+            "title": item.payload,
+            "content": item.content,
+            "action": "preview",
+        },
+        follow_redirects=False,
+    )
+    root = audit.page(where, response, shown=stored_fields(item))
+    audit.shows(where, "title box", attr_of(root, "field-title", "value"), item.payload, exact=True)
+    previews = root.find_all("div", "post-content")
+    audit.expect(where, bool(previews), "no preview")
+
+    where = f"POST /posts/{item.post_id}/edit too long [{item.payload!r}]"
+    long_title = item.payload + "x" * 101
+    response = member.post(
+        f"/posts/{item.post_id}/edit",
+        data={"csrf_token": token, "title": long_title, "content": item.content},
+        follow_redirects=False,
+    )
+    root = audit.page(where, response, status=422, shown=stored_fields(item))
+    audit.shows(where, "title box", attr_of(root, "field-title", "value"), long_title, exact=True)
+    audit.expect(where, root.by_id("error-title") is not None, "no title error")
+
+    where = f"GET /posts/{item.post_id}/delete [{item.payload!r}]"
+    root = audit.page(
+        where, member.get(f"/posts/{item.post_id}/delete"), shown=stored_fields(item, content=False)
+    )
+    titles = root.find_all("title")
+    audit.shows(where, "<title>", titles[0].text() if titles else None, item.title)
+
+    where = f"POST /posts/{item.post_id}/edit stale version [{item.payload!r}]"
+    response = member.post(
+        f"/posts/{item.post_id}/edit",
+        data={
+            "csrf_token": token,
+            "title": item.payload,
+            "content": item.content,
+            "version": "999999999",
+        },
+        follow_redirects=False,
+    )
+    if response.status_code == 409:  # the form again, with the saved version beside it
+        root = audit.page(where, response, status=409, shown=stored_fields(item))
+        title_box = attr_of(root, "field-title", "value")
+        audit.shows(where, "title box", title_box, item.payload, exact=True)
+        headings = [h.text() for h in root.find_all("h3", "post-title")]
+        audit.expect(where, item.title in headings, f"saved title shows as {headings!r}")
+    else:  # no edit-conflict check: the same text was saved again
+        audit._response(where, response, 303)
+
+    where = f"GET /login?next={item.payload!r} (logged in)"
+    response = member.get("/login", params={"next": item.payload}, follow_redirects=False)
+    audit._response(where, response, 303)
+    location = response.headers.get("location", "")
+    audit.expect(where, is_local_path(location), f"redirects to {location!r}")
+    audit.expect(where, not dangerous_url(location), f"redirects to {location!r}")
+    audit._count([("next", item.payload)])
+
+
+def check_login_redirects(audit: Audit, app: FastAPI, username: str) -> None:
+    """A real log-in with a hostile `next` must land on this site."""
+    # Each log-in costs an argon2 verification; GET /login while logged in runs the same
+    # check for the whole corpus.
+    targets = (*NEXT_TARGETS, "javascript:alert(1)", "java\tscript:alert(1)")
+    with TestClient(app) as visitor:
+        for target in targets:
+            visitor.cookies.clear()
+            token = form_token(visitor, "/login")
+            response = visitor.post(
+                "/login",
+                data={
+                    "csrf_token": token,
+                    "username": username,
+                    "password": PASSWORD,
+                    "next": target,
+                },
+                follow_redirects=False,
+            )
+            where = f"POST /login next={target!r}"
+            audit._response(where, response, 303)
+            location = response.headers.get("location", "")
+            audit.expect(where, is_local_path(location), f"redirects to {location!r}")
+            audit.expect(where, not dangerous_url(location), f"redirects to {location!r}")
+            audit._count([("next", target)])
+
+
+# ---------------------------------------------------------------- the tests
+
+
+def test_corpus_is_well_formed():
+    assert len(PAYLOADS) >= 30
+    assert len(set(PAYLOADS)) == len(PAYLOADS)
+    for payload in PAYLOADS:
+        assert "\x00" not in payload, payload  # PostgreSQL cannot store NUL
+        assert 0 < len(payload.strip()) <= 100, payload  # a valid title
+        assert not re.fullmatch(USERNAME_PATTERN, payload), payload
+
+
+BAD_MARKUP = {
+    "script": "<p>x<script>alert(1)</script></p>",
+    "script type module": '<script type="module">alert(1)</script>',
+    "json-ld with src": '<script type="application/ld+json" src="//evil"></script>',
+    "json-ld broken": '<script type="application/ld+json">{"a": "</script ><script>x"}</script>',
+    "json-ld comment": '<script type="application/ld+json">{"a": "<!--"}</script>',
+    "json-ld not json": '<script type="application/ld+json">alert(1)</script>',
+    "handler": "<img src=x onerror=alert(1)>",
+    "handler upper": "<IMG SRC=x OnError=alert(1)>",
+    "handler slash": "<svg/onload=alert(1)>",
+    "quote breakout": '<input value="" onmouseover="alert(1)">',
+    "javascript href": '<a href="javascript:alert(1)">x</a>',
+    "entity javascript": '<a href="&#106;avascript:alert(1)">x</a>',
+    "tab javascript": '<a href="java&#9;script:alert(1)">x</a>',
+    "leading space": '<a href=" \x01JAVASCRIPT:alert(1)">x</a>',
+    "data src": '<img src="data:text/html,x">',
+    "vbscript": '<a href="vbscript:x">x</a>',
+    "form action": '<form action="javascript:alert(1)"></form>',
+    "formaction": '<button formaction="javascript:alert(1)">x</button>',
+    "xlink": '<a xlink:href="javascript:alert(1)">x</a>',
+    "srcset": '<img srcset="ok.png 1x, javascript:alert(1) 2x">',
+    "style attribute": '<p style="color:red">x</p>',
+    "style element": "<style>*{}</style>",
+    "iframe": "<iframe src=/x></iframe>",
+    "object": "<object data=/x></object>",
+    "embed": "<embed src=/x>",
+    "svg": "<svg></svg>",
+    "math": "<math></math>",
+    "base": "<base href=/>",
+    "meta refresh": '<meta http-equiv="refresh" content="0;url=/">',
+    "srcdoc": '<iframe srcdoc="x"></iframe>',
+    "markup in title": "<title>a<b>x</b></title>",
+    "markup in textarea": "<textarea></textarea><textarea><img src=x></textarea>",
+}
+
+
+@pytest.mark.parametrize("case", BAD_MARKUP)
+def test_inspector_flags_unsafe_markup(case):
+    _, problems = inspect_html(BAD_MARKUP[case])
+    assert problems, case
+
+
+def test_inspector_accepts_the_sites_own_kind_of_markup():
+    markup = (
+        "<!doctype html><html><head><title>&lt;script&gt; · Inkwell</title>"
+        '<script type="application/ld+json">{"a": "\\u003c/script\\u003e"}</script>'
+        '<link rel="stylesheet" href="/static/style.css"></head><body>'
+        '<a href="https://example.com/javascript:x" rel="nofollow">javascript:alert(1)</a>'
+        '<img src="/media/x.jpg" alt="&quot; onerror=&quot;x">'
+        "<textarea>&lt;/textarea&gt;</textarea>"
+        '<input value="&quot;&gt;&lt;script&gt;"><p>&lt;img src=x onerror=alert(1)&gt;</p>'
+        "</body></html>"
+    )
+    root, problems = inspect_html(markup)
+    assert problems == []
+    assert root.find_all("p")[0].text() == "<img src=x onerror=alert(1)>"
+    assert root.find_all("img")[0].attrs["alt"] == '" onerror="x'
+
+
+def test_xss_corpus_in_every_field_and_page(
+    app, client, backend, make_user, make_account, api_headers, browser_session
+):
+    audit = Audit(backend)
+    seeded = seed_corpus(client, make_user, api_headers)
+    titles = {item.title for item in seeded}
+
+    # What anyone can see: listings, posts, author pages, feeds, the sitemap, the API.
+    check_listings(audit, client, seeded)
+    for item in seeded:
+        check_post_page(audit, client, item)
+        check_author_page(audit, client, item)
+        check_author_feed(audit, client, item)
+    check_site_feed_and_sitemap(audit, client, seeded)
+    check_api(audit, client, seeded)
+
+    # What a visitor can make a page reflect: search, log-in, sign-up, error pages.
+    register_token = form_token(client, "/register")
+    for payload in (*PAYLOADS, *REFLECTED_ONLY):
+        check_search(audit, client, payload, titles)
+        check_reflected(audit, client, payload)
+    for number, item in enumerate(seeded):
+        check_search_hit(audit, client, item, number)
+    for payload in PAYLOADS:
+        check_register(audit, client, register_token, payload)
+
+    # What the author sees and sends back.
+    with TestClient(app) as member:
+        for number, item in enumerate(seeded):
+            check_as_author(audit, member, item, browser_session, real_picture=number < 3)
+    check_login_redirects(audit, app, make_account("xss-login").username)
+
+    print(audit.summary())
+    shown = "\n".join(audit.problems[:60])
+    more = f"\n... and {len(audit.problems) - 60} more" if len(audit.problems) > 60 else ""
+    assert not audit.problems, f"{audit.summary()}\n{shown}{more}"
+
+
+def strip_markers(text: str) -> str:
+    return text.replace(MARK_START, "").replace(MARK_END, "")
+
+
+def test_search_highlight_markers_typed_into_a_post_stay_text(client, make_user, api_headers):
+    """search.py has the database wrap matches in U+E000/U+E001 and turns those into <mark>
+    after escaping; the same characters typed into a title or body must not become markup
+    (unbalanced </mark> tags, or highlighting the author chose)."""
+    title = f"{MARK_START}<b>spoofed</b>{MARK_END} xsshl {MARK_END}{MARK_END}"
+    created = client.post(
+        "/api/posts",
+        json={"title": title, "content": f"xsshl {MARK_END} body {MARK_START} text"},
+        headers=api_headers(make_user()),
+    )
+    assert created.status_code == 201
+    response = client.get("/search", params={"q": "xsshl"})
+    assert response.status_code == 200
+    root, problems = inspect_html(response.text)
+    assert problems == []
+    cards = root.find_all("article", "post-card")
+    assert len(cards) == 1
+    headings = cards[0].find_all("h2", "post-title")
+    assert headings
+    assert strip_markers(headings[0].text()) == strip_markers(title)
+    marked = [mark.text() for mark in cards[0].find_all("mark")]
+    assert marked
+    assert all(text.lower() == "xsshl" for text in marked), marked
+
+
+def test_markers_in_rows_written_elsewhere_still_give_balanced_markup(client, make_user, make_post):
+    """A row that bypassed the schemas may hold marker characters: the page stays valid."""
+    title = f"{MARK_START}<b>spoofed</b>{MARK_END} xsshl {MARK_END}{MARK_END}"
+    make_post(make_user(), title=title, content=f"xsshl {MARK_END} body {MARK_START} text")
+    response = client.get("/search", params={"q": "xsshl"})
+    assert response.status_code == 200
+    _root, problems = inspect_html(response.text)
+    assert problems == []
+    main = response.text.split("<main", 1)[1]
+    assert main.count("<mark>") == main.count("</mark>")
+    assert "<b>" not in main
