@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ from PIL import Image
 
 from tests.conftest import PASSWORD
 from tests.pg import free_port
+from tests.server import server_command, server_env
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 60
@@ -52,26 +52,9 @@ class ServerGroup:
     def start(self) -> None:
         assert self.process is None, "already running"
         self.media_dir.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "DATABASE_URL": self.database_url,
-            "MEDIA_DIR": str(self.media_dir),
-            # The restarts here leave no upload in flight: clean up what a crash stranded.
-            "UPLOAD_ORPHAN_GRACE_SECONDS": "0",
-        }
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            str(self.workers),
-            "--no-access-log",
-        ]
+        # The restarts here leave no upload in flight: clean up what a crash stranded.
+        env = server_env(self.database_url, self.media_dir, UPLOAD_ORPHAN_GRACE_SECONDS="0")
+        command = server_command(self.port, self.workers)
         with self.log_path.open("ab") as log:
             log.write(f"\n==== start {self.starts + 1} ====\n".encode())
             log.flush()
@@ -376,7 +359,33 @@ class Ledger:
         return text
 
 
-class PostWriter(threading.Thread):
+class ClientThread(threading.Thread):
+    """A client that keeps taking steps until told to stop; a step returns False when the
+    server did not answer, and the thread then pauses instead of spinning while it restarts.
+    Subclasses set base_url, headers, stop and ledger, and define step()."""
+
+    base_url: str
+    headers: dict[str, str]
+    stop: threading.Event
+    ledger: "Ledger"
+
+    def step(self, client: httpx.Client) -> bool:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        try:
+            with httpx.Client(
+                base_url=self.base_url, headers=self.headers, timeout=CLIENT_TIMEOUT_S
+            ) as client:
+                while not self.stop.is_set():
+                    if not self.step(client):
+                        self.stop.wait(RETRY_PAUSE_S)
+        except Exception as exc:  # reported by the test, not lost in the thread
+            with self.ledger.lock:
+                self.ledger.problems.append(f"{self.name} failed: {exc!r}")
+
+
+class PostWriter(ClientThread):
     """One client: creates posts, edits and deletes its own, until `stop` is set.
 
     Each post is touched by one thread only, sequentially, so "the last acknowledged content"
@@ -402,19 +411,6 @@ class PostWriter(threading.Thread):
         self.rng = random.Random(name)
         self.mine: list[int] = []
         self.count = 0
-
-    def run(self) -> None:
-        try:
-            with httpx.Client(
-                base_url=self.base_url, headers=self.headers, timeout=CLIENT_TIMEOUT_S
-            ) as client:
-                while not self.stop.is_set():
-                    if not self.step(client):
-                        # No answer: the server is down; do not spin while it restarts.
-                        self.stop.wait(RETRY_PAUSE_S)
-        except Exception as exc:  # reported by the test, not lost in the thread
-            with self.ledger.lock:
-                self.ledger.problems.append(f"{self.name} failed: {exc!r}")
 
     def step(self, client: httpx.Client) -> bool:
         self.count += 1
@@ -479,7 +475,7 @@ class PostWriter(threading.Thread):
         return True
 
 
-class PictureUploader(threading.Thread):
+class PictureUploader(ClientThread):
     """One client per user: replaces the user's profile picture again and again."""
 
     def __init__(
@@ -502,17 +498,8 @@ class PictureUploader(threading.Thread):
         ledger.pictures.setdefault(username, [])
         ledger.picture_pending.setdefault(username, False)
 
-    def run(self) -> None:
-        try:
-            with httpx.Client(
-                base_url=self.base_url, headers=self.headers, timeout=CLIENT_TIMEOUT_S
-            ) as client:
-                while not self.stop.is_set():
-                    if not self.upload(client):
-                        self.stop.wait(RETRY_PAUSE_S)
-        except Exception as exc:
-            with self.ledger.lock:
-                self.ledger.problems.append(f"{self.name} failed: {exc!r}")
+    def step(self, client: httpx.Client) -> bool:
+        return self.upload(client)
 
     def upload(self, client: httpx.Client) -> bool:
         self.count += 1

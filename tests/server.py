@@ -27,12 +27,13 @@ def migrate(database_url: str) -> None:
     )
 
 
-@contextmanager
-def running_server(database_url: str, media_dir: Path, workers: int = 1) -> Iterator[str]:
-    """Serve the app on a free loopback port; yield its base URL; stop it on exit."""
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "MEDIA_DIR": str(media_dir)}
-    command = [
+def server_env(database_url: str, media_dir: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": database_url, "MEDIA_DIR": str(media_dir), **extra}
+
+
+def server_command(port: int, workers: int) -> list[str]:
+    """uvicorn serving the app on a loopback port (the real server, as `make run` starts it)."""
+    return [
         sys.executable,
         "-m",
         "uvicorn",
@@ -45,6 +46,14 @@ def running_server(database_url: str, media_dir: Path, workers: int = 1) -> Iter
         str(workers),
         "--no-access-log",
     ]
+
+
+@contextmanager
+def running_server(database_url: str, media_dir: Path, workers: int = 1) -> Iterator[str]:
+    """Serve the app on a free loopback port; yield its base URL; stop it on exit."""
+    port = free_port()
+    env = server_env(database_url, media_dir)
+    command = server_command(port, workers)
     log_path = media_dir.parent / f"server-{port}.log"
     media_dir.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
