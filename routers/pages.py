@@ -9,7 +9,6 @@ import crud
 from auth import get_current_user
 from config import SettingsDep
 from database import SessionDep
-from pagecache import cached_page
 from routers.api import MAX_PAGE
 from templating import render
 
@@ -31,26 +30,18 @@ def _require_rows(listing: crud.PostPage) -> None:
 @router.get("/posts", response_class=HTMLResponse, name="posts")
 def home(request: Request, db: SessionDep, settings: SettingsDep, page: PageNumber = 1) -> Response:
     """Newest posts from every author."""
-
-    def build() -> Response:
-        listing = crud.list_posts(
-            db, page=page, per_page=settings.page_size, lookahead_pages=LOOKAHEAD_PAGES
-        )
-        _require_rows(listing)
-        return render(request, "posts/list.html", {"listing": listing})
-
-    return cached_page(request, db, build)
+    listing = crud.list_posts(
+        db, page=page, per_page=settings.page_size, lookahead_pages=LOOKAHEAD_PAGES
+    )
+    _require_rows(listing)
+    return render(request, "posts/list.html", {"listing": listing})
 
 
 @router.get("/posts/{post_id:int}", response_class=HTMLResponse, name="post_detail")
 def post_detail(request: Request, post_id: int, db: SessionDep) -> Response:
     """One post."""
-
-    def build() -> Response:
-        post = crud.get_post_or_404(db, post_id=post_id)
-        return render(request, "posts/detail.html", {"post": post})
-
-    return cached_page(request, db, build)
+    post = crud.get_post_or_404(db, post_id=post_id)
+    return render(request, "posts/detail.html", {"post": post})
 
 
 @router.get("/users/{user_id:int}/posts", response_class=HTMLResponse, name="user_posts")
@@ -62,20 +53,16 @@ def user_posts(
     page: PageNumber = 1,
 ) -> Response:
     """An author's page: their avatar and their posts."""
-
-    def build() -> Response:
-        author = crud.get_user_or_404(db, user_id=user_id)
-        listing = crud.list_posts(
-            db,
-            page=page,
-            per_page=settings.page_size,
-            author_id=author.id,
-            lookahead_pages=LOOKAHEAD_PAGES,
-        )
-        _require_rows(listing)
-        return render(request, "users/posts.html", {"author": author, "listing": listing})
-
-    return cached_page(request, db, build)
+    author = crud.get_user_or_404(db, user_id=user_id)
+    listing = crud.list_posts(
+        db,
+        page=page,
+        per_page=settings.page_size,
+        author_id=author.id,
+        lookahead_pages=LOOKAHEAD_PAGES,
+    )
+    _require_rows(listing)
+    return render(request, "users/posts.html", {"author": author, "listing": listing})
 
 
 @router.get("/search", response_class=HTMLResponse, name="search")

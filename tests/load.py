@@ -26,6 +26,10 @@ from tests.conftest import PASSWORD
 from tests.pg import free_port
 from tests.server import server_command, server_env
 
+# Short, so a test can wait it out, yet longer than an upload takes: with none, a worker that
+# starts a moment after its sibling removes the sibling's upload in flight.
+ORPHAN_GRACE_S = 2
+
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 30
@@ -52,8 +56,9 @@ class ServerGroup:
     def start(self) -> None:
         assert self.process is None, "already running"
         self.media_dir.mkdir(parents=True, exist_ok=True)
-        # The restarts here leave no upload in flight: clean up what a crash stranded.
-        env = server_env(self.database_url, self.media_dir, UPLOAD_ORPHAN_GRACE_SECONDS="0")
+        env = server_env(
+            self.database_url, self.media_dir, UPLOAD_ORPHAN_GRACE_SECONDS=str(ORPHAN_GRACE_S)
+        )
         command = server_command(self.port, self.workers)
         with self.log_path.open("ab") as log:
             log.write(f"\n==== start {self.starts + 1} ====\n".encode())

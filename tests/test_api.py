@@ -306,7 +306,7 @@ def test_post_list_statement_count_does_not_grow_with_page_size(
         counter = count_statements()
         assert len(client.get(f"/api/posts?per_page={size}").json()) == size
         counts.append(counter.count)
-    assert counts[0] == counts[1] <= 2
+    assert counts[0] == counts[1] <= 3  # content version (page cache), posts, count ahead
 
 
 def test_author_list_statement_count_does_not_grow_with_page_size(
@@ -320,7 +320,7 @@ def test_author_list_statement_count_does_not_grow_with_page_size(
         counter = count_statements()
         assert len(client.get(f"/api/users/{author.id}/posts?per_page={size}").json()) == size
         counts.append(counter.count)
-    assert counts[0] == counts[1] <= 3
+    assert counts[0] == counts[1] <= 4  # content version, author, posts, count ahead
 
 
 def test_openapi_documents_the_api(client):

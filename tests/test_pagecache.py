@@ -80,3 +80,40 @@ def test_two_worker_processes_never_serve_a_stale_home_page(empty_database_url, 
                 )
                 assert created.status_code == 201
                 assert f"Visible at once {n}" in reader.get("/").text
+
+
+def test_anonymous_api_reads_are_cached_and_fresh(
+    client, settings, make_user, api_headers, count_statements
+):
+    author = make_user("apiwriter")
+    assert client.get("/api/posts").json() == []
+    counter = count_statements()
+    assert client.get("/api/posts").json() == []
+    assert counter.count == 1
+    with TestClient(create_app(settings)) as other_worker:
+        created = other_worker.post(
+            "/api/posts", json={"title": "Seen", "content": "x"}, headers=api_headers(author)
+        )
+    listed = client.get("/api/posts")
+    assert [post["title"] for post in listed.json()] == ["Seen"]
+    etag = client.get(f"/api/posts/{created.json()['id']}").headers["etag"]
+    cached = client.get(f"/api/posts/{created.json()['id']}", headers={"If-None-Match": etag})
+    assert cached.status_code == 304
+
+
+def test_requests_with_credentials_or_a_csrf_seed_bypass_the_cache(
+    client, make_user, api_headers, count_statements
+):
+    user = make_user("me")
+    client.get("/api/posts")
+    counter = count_statements()
+    client.get("/api/posts", headers=api_headers(user))
+    assert counter.count > 1  # the token lookup and the listing itself ran
+    login_page = client.get("/login")  # sets this visitor's CSRF seed cookie
+    assert "inkwell_csrf" in login_page.headers.get("set-cookie", "")
+    again = client.get("/login")
+    assert "set-cookie" not in again.headers
+    # Another visitor gets their own seed, not a copy of this visitor's page.
+    client.cookies.clear()
+    fresh = client.get("/login")
+    assert "inkwell_csrf" in fresh.headers.get("set-cookie", "")

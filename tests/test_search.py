@@ -134,7 +134,7 @@ def test_search_statement_count_is_constant(client, make_user, make_post, count_
         counter = count_statements()
         assert len(client.get("/api/posts?q=teapot&per_page=50").json()) == total
         counts.append(counter.count)
-    assert counts[0] == counts[1] <= 2
+    assert counts[0] == counts[1] <= 3  # content version (page cache), matches, posts
 
 
 def test_search_terms_are_words_only():
