@@ -60,6 +60,20 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Throughput and latency of every route against a bare-ASGI floor (bench/README.md); writes
+# bench/results/<date>.md. Datasets are cached in bench/data/. SIZES="1k 100k 1m" adds the
+# million-post dataset (about 5 minutes to build once); BENCH_SECONDS/BENCH_WARMUP shorten runs.
+SIZES ?= 1k 100k
+.PHONY: bench
+bench: install
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	  else \
+	    echo "wrk is missing: sudo apt-get install wrk" >&2; exit 1; \
+	  fi; }
+	$(BIN)/python -m bench $(SIZES)
+
 # Regenerate requirements.lock from pyproject.toml in a scratch virtualenv.
 lock:
 	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv

@@ -1,0 +1,1 @@
+"""Inkwell's benchmark harness: `make bench` (see bench/README.md)."""

@@ -1,0 +1,154 @@
+"""The floor: Inkwell's home page for an anonymous visitor with nothing in between.
+
+A bare ASGI application (no framework, no ORM) that does the home page's work on every
+request: the same two statements (the newest 10 posts with their authors joined, and the
+bounded count of the rows after them that decides the pagination), then a Jinja2 template
+compiled once at import renders the same HTML. Nothing is cached between requests, so a new
+post shows on the very next request, as it must in Inkwell.
+
+    DATABASE_URL=sqlite:///bench/data/inkwell-1k.db uvicorn bench.floor:app --workers 2
+
+It answers `GET /` only (page 1); everything else is a 404.
+"""
+
+import hashlib
+import os
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader
+from starlette.types import Receive, Scope, Send
+
+ROOT = Path(__file__).resolve().parent.parent
+STATIC_DIR = ROOT / "static"
+PAGE_SIZE = 10
+# The home page links two pages ahead of the current one when they exist.
+LOOKAHEAD_PAGES = 2
+
+POSTS_SQL = """
+    SELECT p.id, p.title, p.excerpt, p.reading_minutes, p.date_posted,
+           u.id, u.username, u.image_file
+    FROM posts AS p JOIN users AS u ON u.id = p.user_id
+    ORDER BY p.date_posted DESC, p.id DESC
+    LIMIT ?
+"""
+AHEAD_SQL = """
+    SELECT count(*) FROM (
+        SELECT p.id FROM posts AS p ORDER BY p.date_posted DESC, p.id DESC LIMIT ? OFFSET ?
+    )
+"""
+
+_environment = Environment(
+    loader=FileSystemLoader(Path(__file__).resolve().parent), autoescape=True
+)
+TEMPLATE = _environment.get_template("floor_home.html")
+HTML_HEADERS = [(b"content-type", b"text/html; charset=utf-8")]
+
+
+def database_path() -> str:
+    """The SQLite file named by DATABASE_URL (`sqlite:///relative` or `sqlite:////absolute`)."""
+    url = os.environ.get("DATABASE_URL", "sqlite:///./blog.db")
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise RuntimeError(f"the floor serves SQLite only, not {url!r}")
+    return url[len(prefix) :]
+
+
+def fingerprint(path: str) -> str:
+    """The static file's content hash, as Inkwell's `static_url` computes it."""
+    return hashlib.blake2b((STATIC_DIR / path).read_bytes(), digest_size=6).hexdigest()
+
+
+def long_date(value: datetime) -> str:
+    return f"{value:%B} {value.day}, {value.year}"
+
+
+def post_view(row: tuple[Any, ...]) -> dict[str, Any]:
+    post_id, title, excerpt, minutes, posted, user_id, username, image_file = row
+    date = datetime.fromisoformat(posted).replace(tzinfo=UTC)
+    return {
+        "id": post_id,
+        "title": title,
+        "excerpt": excerpt,
+        "reading_minutes": minutes,
+        "iso_date": date.isoformat(),
+        "long_date": long_date(date),
+        "user_id": user_id,
+        "username": username,
+        "image_file": image_file,
+    }
+
+
+class Floor:
+    """One SQLite connection per worker process, opened at startup."""
+
+    def __init__(self) -> None:
+        self.connection: sqlite3.Connection | None = None
+        self.css_version = fingerprint("css/style.css")
+        self.avatar_version = fingerprint("profile_pics/default.jpg")
+
+    def open(self) -> None:
+        self.connection = sqlite3.connect(database_path(), isolation_level=None)
+        self.connection.execute("PRAGMA busy_timeout=5000")
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    def render_home(self, origin: str) -> bytes:
+        assert self.connection is not None, "lifespan startup did not run"
+        rows = self.connection.execute(POSTS_SQL, (PAGE_SIZE,)).fetchall()
+        cap = LOOKAHEAD_PAGES * PAGE_SIZE
+        (ahead,) = self.connection.execute(AHEAD_SQL, (cap, PAGE_SIZE)).fetchone()
+        last_page = 1 + -(-ahead // PAGE_SIZE)
+        return TEMPLATE.render(
+            origin=origin,
+            posts=[post_view(row) for row in rows],
+            has_next=last_page > 1,
+            window=range(1, last_page + 1),
+            css_version=self.css_version,
+            avatar_version=self.avatar_version,
+        ).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if scope["method"] != "GET" or scope["path"] != "/":
+            await respond(send, 404, [(b"content-type", b"text/plain")], b"Not Found")
+            return
+        await respond(send, 200, HTML_HEADERS, self.render_home(origin(scope)))
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.open()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def origin(scope: Scope) -> str:
+    """scheme://host[:port] from the Host header, as Starlette's url_for builds it."""
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return f"{scope['scheme']}://{value.decode('latin-1')}"
+    host, port = scope["server"]
+    return f"{scope['scheme']}://{host}:{port}"
+
+
+async def respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    length = (b"content-length", str(len(body)).encode())
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, length]})
+    await send({"type": "http.response.body", "body": body})
+
+
+app = Floor()

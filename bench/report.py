@@ -1,0 +1,267 @@
+"""The results as Markdown: one table per dataset size, then the performance targets, each
+marked PASS or MISS (or N/A when the run did not include what it needs)."""
+
+from dataclasses import dataclass, field
+
+from bench.datasets import Dataset
+from bench.load import LoadResult
+from bench.machine import Machine
+from bench.routes import HOME, SEARCH_WORD, WRITE_ROUTE
+
+# The performance targets: anonymous readers, SQLite, 100k posts, c=32, 2 workers.
+REFERENCE_SIZE = "100k"
+SMALL, LARGE = "1k", "1m"
+HOME_VS_FLOOR = 1.0
+API_VS_FLOOR = 0.7
+TAIL_RATIO = 4.0
+HOME_GROWTH = 1.5
+PAGE_50_GROWTH = 2.0
+SEARCH_P50_MS = 50.0
+WRITES_PER_S = 300.0
+RSS_MB = 150.0
+PAGE_50 = "/?page=50"
+SEARCH = f"/search?q={SEARCH_WORD}"
+RATIO_ROUTES = {HOME: HOME_VS_FLOOR, "/api/posts": API_VS_FLOOR, "/posts/{id}": API_VS_FLOOR}
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One route at one size: c=32 for throughput, c=1 for latency."""
+
+    label: str
+    busy: LoadResult
+    single: LoadResult
+    write: bool = False
+    queries: int | None = None
+    transactions: int | None = None
+
+
+@dataclass
+class SizeResults:
+    dataset: Dataset
+    floor: Measured
+    ceiling: Measured
+    routes: list[Measured] = field(default_factory=list)
+    inkwell_rss_mb: list[float] = field(default_factory=list)
+    inkwell_read_rss_mb: list[float] = field(default_factory=list)
+    floor_rss_mb: list[float] = field(default_factory=list)
+    floor_html_matches: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.dataset.size.label
+
+    def route(self, label: str) -> Measured:
+        return next(route for route in self.routes if route.label == label)
+
+    def vs_floor(self, measured: Measured) -> float:
+        return measured.busy.rps / self.floor.busy.rps if self.floor.busy.rps else 0.0
+
+    @property
+    def reads(self) -> list[Measured]:
+        return [route for route in self.routes if not route.write]
+
+
+@dataclass(frozen=True)
+class Check:
+    target: str
+    measured: str
+    passed: bool | None  # None: not measured in this run
+
+    @property
+    def verdict(self) -> str:
+        return "N/A" if self.passed is None else "PASS" if self.passed else "MISS"
+
+
+# ---------------------------------------------------------------- tables
+
+HEADER = (
+    "| route | requests | req/s | p50 ms | p99 ms | p99/p50 | p50 ms c=1 | x floor "
+    "| SQL/req | errors |\n"
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+)
+
+
+def _sql(measured: Measured) -> str:
+    if measured.queries is None:
+        return "—"
+    return f"{measured.queries} (+{measured.transactions} tx)"
+
+
+def _row(results: SizeResults, measured: Measured) -> str:
+    busy, single = measured.busy, measured.single
+    ratio = "—" if measured.write else f"{results.vs_floor(measured):.2f}"
+    cells = [
+        measured.label,
+        f"{busy.requests:,}",
+        f"{busy.rps:,.0f}",
+        f"{busy.p50_ms:.2f}",
+        f"{busy.p99_ms:.2f}",
+        f"{busy.tail_ratio:.1f}",
+        f"{single.p50_ms:.2f}",
+        ratio,
+        _sql(measured),
+        f"{busy.failures + single.failures}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _mb(values: list[float]) -> str:
+    return " / ".join(f"{value:.1f}" for value in values) or "?"
+
+
+def size_section(results: SizeResults) -> str:
+    size = results.dataset.size
+    rows = [_row(results, m) for m in [results.floor, results.ceiling, *results.routes]]
+    match = "identical" if results.floor_html_matches else "**DIFFERENT** (check bench/floor.py)"
+    return "\n".join(
+        [
+            f"### {size.label}: {size.posts:,} posts, {size.users:,} users",
+            "",
+            HEADER,
+            *rows,
+            "",
+            f"Peak RSS per worker (VmHWM, MB): Inkwell {_mb(results.inkwell_rss_mb)} at the "
+            f"end ({_mb(results.inkwell_read_rss_mb)} before the write phase); "
+            f"floor {_mb(results.floor_rss_mb)}. "
+            f"Floor's HTML vs Inkwell's `/`: {match}. "
+            f"Ids used: post {results.dataset.post_id}, user {results.dataset.user_id}.",
+        ]
+    )
+
+
+# ---------------------------------------------------------------- targets
+
+
+def _by_size(all_results: list[SizeResults]) -> dict[str, SizeResults]:
+    return {results.label: results for results in all_results}
+
+
+def _reference(all_results: list[SizeResults]) -> tuple[SizeResults, str]:
+    """The 100k results, or the largest size measured (with a note saying so)."""
+    sizes = _by_size(all_results)
+    if REFERENCE_SIZE in sizes:
+        return sizes[REFERENCE_SIZE], ""
+    fallback = all_results[-1]
+    return fallback, f" (at {fallback.label}: {REFERENCE_SIZE} not measured)"
+
+
+def _floor_checks(results: SizeResults, note: str) -> list[Check]:
+    checks = []
+    for label, minimum in RATIO_ROUTES.items():
+        ratio = results.vs_floor(results.route(label))
+        checks.append(
+            Check(
+                f"`{label}` ≥ {minimum:.1f}x floor req/s at {REFERENCE_SIZE}, c=32",
+                f"{ratio:.2f}x{note}",
+                ratio >= minimum,
+            )
+        )
+    return checks
+
+
+def _tail_checks(results: SizeResults, note: str) -> list[Check]:
+    return [
+        Check(
+            f"`{route.label}` p99 ≤ {TAIL_RATIO:.0f}x p50 at c=32",
+            f"{route.busy.p99_ms:.1f} / {route.busy.p50_ms:.1f} ms = "
+            f"{route.busy.tail_ratio:.1f}x{note}",
+            route.busy.tail_ratio <= TAIL_RATIO,
+        )
+        for route in results.reads
+    ]
+
+
+def _growth_check(all_results: list[SizeResults], label: str, limit: float) -> Check:
+    sizes = _by_size(all_results)
+    target = f"`{label}` p50 (c=1) at {LARGE} ≤ {limit:.1f}x at {SMALL}"
+    if SMALL not in sizes or LARGE not in sizes:
+        largest = all_results[-1]
+        if SMALL in sizes and largest.label != SMALL:
+            growth = _p50(largest, label) / _p50(sizes[SMALL], label)
+            return Check(target, f"{growth:.2f}x at {largest.label} ({LARGE} not measured)", None)
+        return Check(target, f"{LARGE} or {SMALL} not measured", None)
+    small, large = _p50(sizes[SMALL], label), _p50(sizes[LARGE], label)
+    growth = large / small
+    return Check(target, f"{small:.2f} → {large:.2f} ms = {growth:.2f}x", growth <= limit)
+
+
+def _p50(results: SizeResults, label: str) -> float:
+    return results.route(label).single.p50_ms
+
+
+def _search_check(all_results: list[SizeResults]) -> Check:
+    largest = all_results[-1]
+    p50 = _p50(largest, SEARCH)
+    target = f"`{SEARCH}` p50 (c=1) ≤ {SEARCH_P50_MS:.0f} ms at {LARGE}"
+    if largest.label != LARGE:
+        return Check(target, f"{p50:.2f} ms at {largest.label} ({LARGE} not measured)", None)
+    return Check(target, f"{p50:.2f} ms", p50 <= SEARCH_P50_MS)
+
+
+def _write_check(results: SizeResults, note: str) -> Check:
+    writes = results.route(WRITE_ROUTE)
+    failures = writes.busy.failures + writes.single.failures
+    return Check(
+        f"`{WRITE_ROUTE}` ≥ {WRITES_PER_S:.0f}/s sustained (c=32) with zero errors",
+        f"{writes.busy.rps:,.0f}/s over {writes.busy.seconds:.0f} s, "
+        f"{writes.busy.requests:,} requests, {failures} errors{note}",
+        writes.busy.rps >= WRITES_PER_S and failures == 0,
+    )
+
+
+def _rss_check(all_results: list[SizeResults]) -> Check:
+    largest = all_results[-1]
+    peak = max(largest.inkwell_rss_mb, default=0.0)
+    target = f"Peak RSS per worker ≤ {RSS_MB:.0f} MB at {LARGE}"
+    if largest.label != LARGE:
+        return Check(target, f"{peak:.1f} MB at {largest.label} ({LARGE} not measured)", None)
+    return Check(target, f"{peak:.1f} MB", peak <= RSS_MB)
+
+
+def checks(all_results: list[SizeResults]) -> list[Check]:
+    reference, note = _reference(all_results)
+    return [
+        *_floor_checks(reference, note),
+        *_tail_checks(reference, note),
+        _growth_check(all_results, HOME, HOME_GROWTH),
+        _growth_check(all_results, PAGE_50, PAGE_50_GROWTH),
+        _search_check(all_results),
+        _write_check(reference, note),
+        _rss_check(all_results),
+    ]
+
+
+def checks_section(found: list[Check]) -> str:
+    lines = ["| target | measured | verdict |", "| --- | --- | --- |"]
+    lines += [f"| {check.target} | {check.measured} | {check.verdict} |" for check in found]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the whole report
+
+
+def render(machine: Machine, all_results: list[SizeResults], title: str) -> str:
+    sections = [
+        f"# {title}",
+        "## Machine",
+        machine.markdown(),
+        "## Results",
+        METHOD_NOTE,
+        *[size_section(results) for results in all_results],
+        "## Targets",
+        checks_section(checks(all_results)),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+METHOD_NOTE = (
+    "Each route: a warm-up, then wrk at c=32 (2 threads) for throughput and p50/p99, then "
+    "c=1 for latency alone; all servers are uvicorn with 2 workers, uvloop, httptools, no "
+    "access log, DEBUG off. *floor* is `bench/floor.py` (bare ASGI + sqlite3 + a compiled "
+    "Jinja2 template rendering the same home page); *ceiling* is an `async def` route "
+    "returning a constant inside Inkwell (`bench/ceiling_app.py`), and every Inkwell route "
+    "is measured in that same app. x floor = req/s ÷ the floor's req/s at c=32. SQL/req is "
+    "counted in-process after one warm-up request (queries, plus transaction statements). "
+    "errors = socket errors and refused responses in both runs (for writes: any non-2xx)."
+)

@@ -1,0 +1,249 @@
+"""The benchmark, end to end: `python -m bench 1k 100k 1m` (what `make bench` runs).
+
+For each dataset size: build or reuse the dataset, count SQL statements per route in-process,
+then serve the floor (bench/floor.py) and Inkwell (bench/ceiling_app.py) in turn under
+uvicorn and drive every route with wrk. Prints a Markdown report and writes it to
+bench/results/<date>.md.
+
+Environment: BENCH_SECONDS (default 15) per measured run, BENCH_WARMUP (default 5) before
+each route; SIZES when no sizes are given on the command line.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+
+import httpx
+
+from bench import datasets, load, machine, report, servers
+from bench.datasets import Dataset
+from bench.load import Load, LoadResult
+from bench.report import Measured, SizeResults
+from bench.routes import CEILING_PATH, Route, create_writer, routes
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+LOG_DIR = BENCH_DIR / "data" / "logs"
+BUSY_CONNECTIONS = 32
+SQLCOUNT_TIMEOUT_S = 900
+HTTP_TIMEOUT_S = 30
+FLOOR_APP = "bench.floor:app"
+INKWELL_APP = "bench.ceiling_app:app"
+
+
+@dataclass(frozen=True)
+class Timing:
+    seconds: float
+    warmup: float
+
+    @classmethod
+    def from_env(cls) -> "Timing":
+        return cls(
+            seconds=float(os.environ.get("BENCH_SECONDS", "15")),
+            warmup=float(os.environ.get("BENCH_WARMUP", "5")),
+        )
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- measuring one route
+
+
+def measure(
+    label: str, url: str, timing: Timing, *, write: bool = False, headers: list[str] | None = None
+) -> tuple[LoadResult, LoadResult]:
+    """Warm up, then c=32 for throughput and c=1 for latency."""
+    if timing.warmup > 0:
+        load.run(url, Load(BUSY_CONNECTIONS, timing.warmup), write=write, headers=headers)
+    busy = load.run(url, Load(BUSY_CONNECTIONS, timing.seconds), write=write, headers=headers)
+    single = load.run(url, Load(1, timing.seconds), write=write, headers=headers)
+    log(
+        f"  {label:<22} {busy.rps:>9,.0f} req/s  p50 {busy.p50_ms:7.2f} ms  "
+        f"p99 {busy.p99_ms:7.2f} ms  c=1 p50 {single.p50_ms:6.2f} ms  "
+        f"errors {busy.failures + single.failures}"
+    )
+    return busy, single
+
+
+def sql_counts(dataset: Dataset, measured: list[Route]) -> dict[str, dict[str, int]]:
+    """Statements per request for each route, counted in a process of its own."""
+    specs = json.dumps([[route.label, route.path, route.write] for route in measured])
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.sqlcount", specs],
+        cwd=servers.ROOT,
+        env=servers.app_environment(dataset.url),
+        capture_output=True,
+        text=True,
+        timeout=SQLCOUNT_TIMEOUT_S,
+        check=False,
+    )
+    for line in result.stdout.splitlines():
+        if line.startswith("SQLCOUNT "):
+            counts: dict[str, dict[str, int]] = json.loads(line.removeprefix("SQLCOUNT "))
+            return counts
+    raise RuntimeError(f"statement count failed:\n{result.stderr[-3000:]}")
+
+
+def _page(base_url: str, path: str = "/") -> str:
+    response = httpx.get(base_url + path, timeout=HTTP_TIMEOUT_S)
+    response.raise_for_status()
+    # Compare documents, not the port each server happened to get.
+    return response.text.replace(base_url, "ORIGIN")
+
+
+def _check_status(base_url: str, route: Route) -> None:
+    response = httpx.get(base_url + route.path, timeout=HTTP_TIMEOUT_S)
+    if response.status_code != 200:
+        raise RuntimeError(f"{route.label} answered {response.status_code}, not 200")
+
+
+# ---------------------------------------------------------------- the two servers
+
+
+@dataclass(frozen=True)
+class ServerRun:
+    """What one server's session produced: its measured routes, its workers' peak RSS and
+    its home page (to check that the floor renders the same document)."""
+
+    measured: list[Measured]
+    rss_mb: list[float]
+    home_html: str
+    # Before the write phase (which also registers a user: one argon2 hash) starts.
+    rss_after_reads_mb: list[float] = field(default_factory=list)
+
+
+def measure_floor(dataset: Dataset, timing: Timing) -> ServerRun:
+    log(f"{dataset.size.label}: floor")
+    with servers.serving(FLOOR_APP, dataset.url, LOG_DIR, "/") as server:
+        html = _page(server.base_url)
+        busy, single = measure("floor /", server.base_url + "/", timing)
+        rss = server.peak_rss_mb()
+    return ServerRun([Measured("floor: / (bench/floor.py)", busy, single)], rss, html)
+
+
+def _measure_write(server: servers.Server, route: Route, timing: Timing) -> Measured:
+    with httpx.Client(base_url=server.base_url, timeout=HTTP_TIMEOUT_S) as client:
+        token = create_writer(client)
+    busy, single = measure(
+        route.label,
+        server.base_url + route.path,
+        timing,
+        write=True,
+        headers=[f"Authorization: Bearer {token}"],
+    )
+    return Measured(route.label, busy, single, write=True)
+
+
+def _measure_read(server: servers.Server, route: Route, timing: Timing) -> Measured:
+    _check_status(server.base_url, route)
+    busy, single = measure(route.label, server.base_url + route.path, timing)
+    return Measured(route.label, busy, single)
+
+
+def measure_inkwell(dataset: Dataset, measured: list[Route], timing: Timing) -> ServerRun:
+    """The ceiling first, then every route (writes last: they add rows)."""
+    log(f"{dataset.size.label}: Inkwell")
+    with servers.serving(INKWELL_APP, dataset.url, LOG_DIR, CEILING_PATH) as server:
+        html = _page(server.base_url)
+        busy, single = measure("ceiling", server.base_url + CEILING_PATH, timing)
+        results = [Measured(f"ceiling: {CEILING_PATH}", busy, single)]
+        results += [_measure_read(server, route, timing) for route in measured if not route.write]
+        rss_after_reads = server.peak_rss_mb()
+        results += [_measure_write(server, route, timing) for route in measured if route.write]
+        rss = server.peak_rss_mb()
+    return ServerRun(results, rss, html, rss_after_reads)
+
+
+def _with_counts(route: Measured, counts: dict[str, dict[str, int]]) -> Measured:
+    found = counts.get(route.label)
+    if found is None:
+        return route
+    return replace(route, queries=found["queries"], transactions=found["transactions"])
+
+
+def measure_size(size: datasets.Size, timing: Timing) -> SizeResults:
+    dataset = datasets.prepare(size)
+    measured = routes(dataset)
+    try:
+        log(f"{size.label}: counting SQL statements per request")
+        counts = sql_counts(dataset, measured)
+        floor = measure_floor(dataset, timing)
+        inkwell = measure_inkwell(dataset, measured, timing)
+    finally:
+        removed = datasets.remove_bench_writers(dataset.path)
+        log(f"{size.label}: removed {removed} benchmark writer(s) and their posts")
+    ceiling, *inkwell_routes = inkwell.measured
+    return SizeResults(
+        dataset,
+        floor=floor.measured[0],
+        ceiling=ceiling,
+        routes=[_with_counts(route, counts) for route in inkwell_routes],
+        inkwell_rss_mb=inkwell.rss_mb,
+        inkwell_read_rss_mb=inkwell.rss_after_reads_mb,
+        floor_rss_mb=floor.rss_mb,
+        floor_html_matches=floor.home_html == inkwell.home_html,
+    )
+
+
+# ---------------------------------------------------------------- the command
+
+
+def parse_args(argv: list[str] | None) -> tuple[list[datasets.Size], bool]:
+    """The sizes to measure (smallest first) and whether to stop once the datasets exist."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "sizes",
+        nargs="*",
+        help=f"dataset sizes among {', '.join(datasets.SIZES)} (default: $SIZES or 1k 100k)",
+    )
+    parser.add_argument(
+        "--datasets-only", action="store_true", help="build (or migrate) the datasets and stop"
+    )
+    args = parser.parse_args(argv)
+    labels = args.sizes or os.environ.get("SIZES", "1k 100k").split()
+    unknown = [label for label in labels if label.lower() not in datasets.SIZES]
+    if unknown:
+        parser.error(f"unknown size(s) {unknown}; choose among {list(datasets.SIZES)}")
+    chosen = {label.lower() for label in labels}
+    # Always smallest first: the growth figures compare the first size with the last.
+    sizes = [size for label, size in datasets.SIZES.items() if label in chosen]
+    return sizes, args.datasets_only
+
+
+def main(argv: list[str] | None = None) -> int:
+    sizes, datasets_only = parse_args(argv)
+    if datasets_only:
+        for size in sizes:
+            log(f"{size.label}: {datasets.prepare(size).path}")
+        return 0
+    timing = Timing.from_env()
+    host = machine.describe(load.wrk_version())
+    if host.busy:
+        log(
+            f"WARNING: 1-min load average is {host.load_at_start[0]:.2f} (> {machine.BUSY_LOAD}); "
+            "other work is competing for the CPU and the numbers will be unreliable"
+        )
+    all_results = [measure_size(size, timing) for size in sizes]
+    today = date.today().isoformat()
+    title = (
+        f"Inkwell benchmark, {today} ({timing.seconds:g} s per run, "
+        f"{timing.warmup:g} s warm-up, sizes {' '.join(size.label for size in sizes)})"
+    )
+    text = report.render(host, all_results, title)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{today}.md"
+    path.write_text(text, encoding="utf-8")
+    print(text)
+    log(f"written to {path.relative_to(servers.ROOT)}")
+    return 0
