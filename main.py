@@ -22,7 +22,7 @@ from middleware import (
     SecurityHeadersMiddleware,
 )
 from pagecache import PageCache, PageCacheMiddleware
-from routers import account, api, feeds, pages
+from routers import account, api, feeds, pages, writing
 from uploads import MAX_PICTURE_BYTES
 
 # Multipart framing and the form's other fields, on top of the picture itself.
@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(account.router)
+    app.include_router(writing.router)
     app.include_router(feeds.router)
     _add_middleware(app, settings)
     register_error_handlers(app)
