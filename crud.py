@@ -2,7 +2,9 @@
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from fastapi import HTTPException, status
 from sqlalchemy import Select, func, or_, select, update
@@ -152,7 +154,11 @@ def set_profile_picture(db: Session, *, user: User, jpeg: bytes, avatar_dir: Pat
 # ---------------------------------------------------------------- posts
 
 
-def _newest_first(query: Select[tuple[Post]]) -> Select[tuple[Post]]:
+SelectT = TypeVar("SelectT", bound=Select[Any])
+
+
+def _newest_first(query: SelectT) -> SelectT:
+    """Newest first, ties broken by id: the order every listing, feed and sitemap uses."""
     return query.order_by(Post.date_posted.desc(), Post.id.desc())
 
 
@@ -189,6 +195,12 @@ def list_posts(
     ahead = _count_rows_after(db, listing, start=offset + per_page, cap=lookahead_pages * per_page)
     pages_ahead = -(-ahead // per_page)
     return PostPage(list(posts), page, per_page, page + pages_ahead)
+
+
+def newest_post_stamps(db: Session, *, limit: int) -> list[tuple[int, int, datetime]]:
+    """(post id, author id, updated_at) of the newest `limit` posts, in one statement."""
+    query = _newest_first(select(Post.id, Post.user_id, Post.updated_at)).limit(limit)
+    return [(row.id, row.user_id, row.updated_at) for row in db.execute(query)]
 
 
 def _count_rows_after(db: Session, listing: Select[tuple[Post]], *, start: int, cap: int) -> int:

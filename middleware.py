@@ -5,6 +5,7 @@ import hashlib
 import os
 import re
 import uuid
+from collections.abc import Callable
 from os import PathLike
 
 from starlette.exceptions import HTTPException
@@ -120,12 +121,20 @@ async def _finish(scope: Scope, start: Message, body: bytes, send: Send) -> None
     if etag is None:
         etag = b'W/"' + hashlib.blake2b(body, digest_size=16).hexdigest().encode() + b'"'
         headers.append((b"etag", etag))
-    if _matches(etag, _if_none_match(scope)):
+    await send_validated(scope, send, start["status"], headers, body)
+
+
+async def send_validated(
+    scope: Scope, send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    """Send the response, or 304 Not Modified when the client already holds its ETag."""
+    etag = dict(headers).get(b"etag")
+    if etag is not None and _matches(etag, _if_none_match(scope)):
         kept = [(k, v) for k, v in headers if k not in (b"content-length", b"content-type")]
         await send({"type": "http.response.start", "status": 304, "headers": kept})
         await send({"type": "http.response.body", "body": b""})
         return
-    await send({**start, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -205,6 +214,20 @@ def security_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     return headers
 
 
+Headers = list[tuple[bytes, bytes]]
+
+
+def rewriting_headers(send: Send, rewrite: Callable[[Headers], Headers]) -> Send:
+    """`send`, with the response's headers passed through `rewrite` on their way out."""
+
+    async def send_rewritten(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": rewrite(list(message["headers"]))}
+        await send(message)
+
+    return send_rewritten
+
+
 class SecurityHeadersMiddleware:
     """Adds security_headers() to every response; media files are never served as HTML."""
 
@@ -218,18 +241,16 @@ class SecurityHeadersMiddleware:
         extra = security_headers(scope)
         is_media = scope["path"].startswith("/media/")
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [h for h in message["headers"] if h[0] not in dict(extra)]
-                if is_media:
-                    headers = _as_download_unless_image(headers)
-                message = {**message, "headers": headers + extra}
-            await send(message)
+        def add_headers(headers: Headers) -> Headers:
+            headers = [h for h in headers if h[0] not in dict(extra)]
+            if is_media:
+                headers = _as_download_unless_image(headers)
+            return headers + extra
 
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, rewriting_headers(send, add_headers))
 
 
-def _as_download_unless_image(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def _as_download_unless_image(headers: Headers) -> Headers:
     content_type = dict(headers).get(b"content-type", b"")
     if content_type.startswith(b"image/") and b"svg" not in content_type:
         return headers
@@ -256,10 +277,7 @@ class RequestIdMiddleware:
         request_id = sent if REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex.encode()
         scope.setdefault("state", {})["request_id"] = request_id.decode()
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [h for h in message["headers"] if h[0] != b"x-request-id"]
-                message = {**message, "headers": [*headers, (b"x-request-id", request_id)]}
-            await send(message)
+        def add_id(headers: Headers) -> Headers:
+            return [*(h for h in headers if h[0] != b"x-request-id"), (b"x-request-id", request_id)]
 
-        await self.app(scope, receive, send_with_id)
+        await self.app(scope, receive, rewriting_headers(send, add_id))

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth import ANON_CSRF_COOKIE, SESSION_COOKIE
+from middleware import send_validated
 from templating import FLASH_COOKIE
 
 MAX_ENTRIES = 512
@@ -135,19 +136,4 @@ class PageCacheMiddleware:
 
 async def _send_stored(scope: Scope, entry: Entry, send: Send) -> None:
     _, status, headers, body = entry
-    etag = dict(headers).get(b"etag")
-    if etag is not None and _client_has(scope, etag):
-        kept = [(k, v) for k, v in headers if k not in (b"content-length", b"content-type")]
-        await send({"type": "http.response.start", "status": 304, "headers": kept})
-        await send({"type": "http.response.body", "body": b""})
-        return
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _client_has(scope: Scope, etag: bytes) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"if-none-match":
-            sent = {tag.strip().removeprefix(b"W/") for tag in value.split(b",")}
-            return b"*" in sent or etag.removeprefix(b"W/") in sent
-    return False
+    await send_validated(scope, send, status, headers, body)

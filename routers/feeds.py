@@ -14,8 +14,6 @@ from email.utils import format_datetime
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import PlainTextResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 import crud
 from auth import get_current_user
@@ -187,16 +185,6 @@ class SitemapUrl:
     lastmod: str | None = None
 
 
-def _newest_posts_for_sitemap(db: Session, *, limit: int) -> list[tuple[int, int, datetime]]:
-    """(post id, author id, updated_at) of the newest `limit` posts, in one statement."""
-    query = (
-        select(Post.id, Post.user_id, Post.updated_at)
-        .order_by(Post.date_posted.desc(), Post.id.desc())
-        .limit(limit)
-    )
-    return [(row.id, row.user_id, row.updated_at) for row in db.execute(query)]
-
-
 def _url_maker(request: Request, name: str, param: str) -> Callable[[int], str]:
     """`request.url_for(name, **{param: n})` as a function of the integer n, resolved once:
     looking the route up for each of 50,000 addresses would take seconds."""
@@ -218,7 +206,7 @@ def sitemap(request: Request, db: SessionDep, settings: SettingsDep) -> Response
     budget = SITEMAP_MAX_URLS - 1  # the home page
     post_url = _url_maker(request, "post_detail", "post_id")
     author_url = _url_maker(request, "user_posts", "user_id")
-    rows = _newest_posts_for_sitemap(db, limit=budget)
+    rows = crud.newest_post_stamps(db, limit=budget)
     posts: list[SitemapUrl] = []
     author_lastmod: dict[int, datetime] = {}
     for post_id, author_id, updated_at in rows:
