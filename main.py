@@ -1,5 +1,6 @@
 """Application factory: wires settings, database, routers, static files and error handlers."""
 
+import ctypes
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from middleware import (
 )
 from pagecache import PageCache, PageCacheMiddleware
 from routers import account, api, feeds, pages, writing
+from templating import templates
 from uploads import MAX_PICTURE_BYTES
 
 # Multipart framing and the form's other fields, on top of the picture itself.
@@ -32,10 +34,27 @@ UPLOAD_PATHS = ("/account/picture", "/api/users/me/picture")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 logger = logging.getLogger("inkwell")
 
+# glibc's mallopt() parameter for the size from which allocations get their own mapping.
+M_MMAP_THRESHOLD = -3
+LARGE_ALLOCATION_BYTES = 1024 * 1024
+
+
+def return_large_allocations_to_os() -> bool:
+    """Give every allocation of 1 MiB or more its own mapping, unmapped again when freed.
+
+    glibc raises this threshold by itself once a large block is freed, after which such
+    blocks come from a thread's arena and stay there: each argon2 hash (19 MiB) computed
+    on a request thread would then stay resident for the life of the worker. Fixing the
+    threshold turns the dynamic rule off. Returns False where the C library has no mallopt.
+    """
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    return mallopt is not None and mallopt(M_MMAP_THRESHOLD, LARGE_ALLOCATION_BYTES) == 1
+
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    return_large_allocations_to_os()
     with app.state.database.session(write=True) as db:
         # Posts written before the current Markdown renderer get their HTML brought up to date.
         rerender_stale_posts(db)
@@ -82,6 +101,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = Database(settings.database_url)
     app.state.page_cache = PageCache()
+    app.state.url_routes = {}  # see templating.url_path
+    # Outside development the templates never change under a running server, so Jinja need
+    # not look at each file's modification time on every render.
+    templates.env.auto_reload = settings.debug
     settings.avatar_dir.mkdir(parents=True, exist_ok=True)
     app.mount("/static", FingerprintedStaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/media", StaticFiles(directory=settings.media_dir), name="media")
