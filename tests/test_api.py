@@ -286,6 +286,29 @@ def test_same_timestamp_posts_have_stable_order(client, make_user, make_post):
     assert listed == [p.id for p in reversed(posts)]
 
 
+def test_every_page_continues_exactly_where_the_last_one_stopped(client, make_user, make_post):
+    from datetime import UTC, datetime, timedelta
+
+    authors = [make_user(), make_user()]
+    start = datetime(2024, 3, 1, tzinfo=UTC)
+    # Timestamps repeat in runs of three, so page boundaries fall inside runs of ties.
+    posts = [
+        make_post(authors[n % 2], date_posted=start + timedelta(minutes=n // 3)) for n in range(23)
+    ]
+    newest_first = sorted(posts, key=lambda post: (post.date_posted, post.id), reverse=True)
+
+    def walk(path: str) -> list[int]:
+        return [
+            item["id"]
+            for page in range(1, 10)
+            for item in client.get(f"{path}?per_page=4&page={page}").json()
+        ]
+
+    assert walk("/api/posts") == [post.id for post in newest_first]
+    first_author = [post.id for post in newest_first if post.user_id == authors[0].id]
+    assert walk(f"/api/users/{authors[0].id}/posts") == first_author
+
+
 def test_user_posts_lists_only_that_author(client):
     alice = create_user(client, "alice")
     bob = create_user(client, "bob")

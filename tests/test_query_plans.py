@@ -76,3 +76,35 @@ def test_list_queries_use_indexes_without_sorting(app, client, backend, many_pos
             assert all("USING" in step for step in full_scans), (statement, plan)
     finally:
         raw.close()
+
+
+def test_deep_pages_skip_rows_through_the_index_alone(app, client, backend, many_posts):
+    if backend != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's; PostgreSQL plans depend on table statistics")
+    captured: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "FROM posts" in statement and "ORDER BY" in statement:
+            captured.append((statement, parameters))
+
+    engine = app.state.database.engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        assert client.get("/?page=25").status_code == 200
+        assert client.get("/users/1/posts?page=5").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    page_queries = [(sql, params) for sql, params in captured if "JOIN users" in sql]
+    assert len(page_queries) == 2
+
+    raw = engine.raw_connection()
+    try:
+        for statement, parameters in page_queries:
+            steps = [row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)]
+            # The skipped rows are counted off in an index alone (OFFSET on the page query
+            # itself would read each skipped post row), and the page then starts at a key.
+            walks = [step for step in steps if step.startswith(("SCAN posts", "SEARCH posts"))]
+            assert any("COVERING INDEX" in step for step in walks), steps
+            assert any("date_posted<" in step for step in walks), steps
+    finally:
+        raw.close()
