@@ -19,6 +19,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 import auth
 import crud
+import search
 import uploads
 from auth import ApiToken, ApiUser
 from config import SettingsDep
@@ -253,7 +254,13 @@ def list_posts(
     page: PageNumber = 1,
     per_page: PerPage = None,
     q: Annotated[
-        str | None, Query(description="Full-text search; results are ranked, not by date")
+        str | None,
+        Query(
+            description=(
+                f"Full-text search: the newest {search.CANDIDATES:,} matches, ranked by "
+                "relevance, not by date"
+            )
+        ),
     ] = None,
 ) -> Any:
     """List posts, newest first, or search them with `q`."""

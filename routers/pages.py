@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.responses import HTMLResponse
 
 import crud
+import search
 from auth import get_current_user
 from config import SettingsDep
 from database import SessionDep
@@ -71,4 +72,5 @@ def search_page(
 ) -> HTMLResponse:
     """Full-text search over titles and content."""
     results = crud.search_posts(db, query=q, page=page, per_page=settings.page_size)
-    return render(request, "search.html", {"query": q, "results": results})
+    context = {"query": q, "results": results, "search_candidates": search.CANDIDATES}
+    return render(request, "search.html", context)

@@ -2,6 +2,7 @@
 
 import pytest
 
+import search
 from search import highlight, search_terms
 
 
@@ -73,6 +74,28 @@ def test_search_page_paginates(client, settings, make_user, make_post):
     assert 'href="http://testserver/search?q=kettle&amp;page=2"' in first.text
     second = client.get("/search?q=kettle&page=2")
     assert second.text.count('class="post-card"') == 3
+
+
+@pytest.mark.parametrize("matches", [4, 5])
+def test_only_the_newest_matches_are_ranked(client, monkeypatch, make_user, make_post, matches):
+    monkeypatch.setattr(search, "CANDIDATES", 4)
+    author = make_user()
+    # The oldest post is the best match (the word is in its title), the rest mention it.
+    posts = [make_post(author, title="Kettle care", content="Descale the kettle.")]
+    posts += [
+        make_post(author, title=f"Tea notes {n}", content="The kettle sang.")
+        for n in range(matches - 1)
+    ]
+    found = ids(client.get("/api/posts?q=kettle&per_page=10"))
+    page = client.get("/search?q=kettle")
+    if matches == 4:
+        assert found[0] == posts[0].id
+        assert sorted(found) == [post.id for post in posts]
+        assert "search-narrowed" not in page.text
+    else:
+        assert sorted(found) == [post.id for post in posts[1:]]
+        assert "search-narrowed" in page.text
+        assert "the best of the 4 newest" in page.text
 
 
 def test_empty_query_shows_only_the_form(client, corpus):
