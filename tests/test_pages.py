@@ -261,3 +261,24 @@ def test_feeds_and_api_posts_say_when_they_last_changed(client, make_post):
     for path in ("/feed.xml", f"/api/posts/{post.id}"):
         stamp = parsedate_to_datetime(client.get(path).headers["last-modified"])
         assert stamp == post.updated_at.replace(microsecond=0)
+
+
+def test_cached_url_building_matches_the_router(app):
+    from starlette.routing import NoMatchFound
+
+    from templating import url_path
+
+    cases = [
+        ("home", {}),
+        ("post_detail", {"post_id": 42}),
+        ("user_posts", {"user_id": 7}),
+        ("static", {"path": "css/style.css"}),
+        ("search", {}),
+    ]
+    for _ in range(2):  # the second round is answered from the cache
+        for name, params in cases:
+            assert url_path(app, name, params) == app.url_path_for(name, **params)
+    with pytest.raises(NoMatchFound):
+        url_path(app, "post_detail", {"wrong": 1})
+    with pytest.raises(NoMatchFound):
+        url_path(app, "no_such_route", {})
