@@ -9,6 +9,7 @@ from pathlib import Path
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 READ_SCRIPT = LUA_DIR / "report.lua"
 WRITE_SCRIPT = LUA_DIR / "post.lua"
+UNCACHED_SCRIPT = LUA_DIR / "uncached.lua"
 RESULT_MARKER = "BENCH_RESULT "
 # wrk's own per-request timeout; slower responses count as timeouts.
 REQUEST_TIMEOUT = "10s"
@@ -109,10 +110,14 @@ def parse(output: str, *, counts_non_2xx: bool) -> LoadResult:
 
 
 def run(
-    url: str, load: Load, *, write: bool = False, headers: list[str] | None = None
+    url: str,
+    load: Load,
+    script: Path = READ_SCRIPT,
+    *,
+    counts_non_2xx: bool = False,
+    headers: list[str] | None = None,
 ) -> LoadResult:
-    """One wrk run against `url`; `write` posts a JSON body and counts non-2xx responses."""
-    script = WRITE_SCRIPT if write else READ_SCRIPT
+    """One wrk run against `url` with `script`; `counts_non_2xx` when the script counts them."""
     result = subprocess.run(
         wrk_command(url, load, script, headers or []),
         capture_output=True,
@@ -122,4 +127,4 @@ def run(
     )
     if result.returncode != 0:
         raise RuntimeError(f"wrk failed ({result.returncode}): {result.stderr or result.stdout}")
-    return parse(result.stdout, counts_non_2xx=write)
+    return parse(result.stdout, counts_non_2xx=counts_non_2xx)

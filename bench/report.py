@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from bench.datasets import Dataset
 from bench.load import LoadResult
 from bench.machine import Machine
-from bench.routes import HOME, SEARCH_WORD, WRITE_ROUTE
+from bench.routes import HOME, SEARCH_WORD, UNCACHED, WRITE_ROUTE
 
 # The performance targets: anonymous readers, SQLite, 100k posts, c=32, 2 workers.
 REFERENCE_SIZE = "100k"
@@ -192,8 +192,9 @@ def _p50(results: SizeResults, label: str) -> float:
 
 def _search_check(all_results: list[SizeResults]) -> Check:
     largest = all_results[-1]
-    p50 = _p50(largest, SEARCH)
-    target = f"`{SEARCH}` p50 (c=1) ≤ {SEARCH_P50_MS:.0f} ms at {LARGE}"
+    label = SEARCH + UNCACHED
+    p50 = _p50(largest, label)
+    target = f"`{label}` p50 (c=1) ≤ {SEARCH_P50_MS:.0f} ms at {LARGE}"
     if largest.label != LARGE:
         return Check(target, f"{p50:.2f} ms at {largest.label} ({LARGE} not measured)", None)
     return Check(target, f"{p50:.2f} ms", p50 <= SEARCH_P50_MS)
@@ -224,8 +225,10 @@ def checks(all_results: list[SizeResults]) -> list[Check]:
     return [
         *_floor_checks(reference, note),
         *_tail_checks(reference, note),
-        _growth_check(all_results, HOME, HOME_GROWTH),
-        _growth_check(all_results, PAGE_50, PAGE_50_GROWTH),
+        # Growth is read with the page cache bypassed: a cached page costs the same at any
+        # size, so only the uncached figures say how the queries scale.
+        _growth_check(all_results, HOME + UNCACHED, HOME_GROWTH),
+        _growth_check(all_results, PAGE_50 + UNCACHED, PAGE_50_GROWTH),
         _search_check(all_results),
         _write_check(reference, note),
         _rss_check(all_results),
@@ -263,5 +266,8 @@ METHOD_NOTE = (
     "returning a constant inside Inkwell (`bench/ceiling_app.py`), and every Inkwell route "
     "is measured in that same app. x floor = req/s ÷ the floor's req/s at c=32. SQL/req is "
     "counted in-process after one warm-up request (queries, plus transaction statements). "
-    "errors = socket errors and refused responses in both runs (for writes: any non-2xx)."
+    "errors = socket errors and refused responses in both runs (for writes: any non-2xx). "
+    "Routes marked *uncached* add a parameter the app ignores, with a new value on every "
+    "request, so the page cache never answers and each request does the route's full work "
+    "(its SQL/req is the miss path's); the growth and search targets are read from them."
 )

@@ -16,24 +16,47 @@ WRITE_ROUTE = "POST /api/posts"
 CEILING_PATH = "/__ceiling"
 
 
+# Appended to a path with a fresh value on every request, so that the page cache never
+# has the answer: the app ignores it, and the route does all its work each time.
+CACHE_BUSTER = "nocache"
+UNCACHED = " uncached"
+
+
 @dataclass(frozen=True)
 class Route:
     label: str
     path: str
     write: bool = False
+    uncached: bool = False
+
+    def busted(self, value: str) -> str:
+        """The path with a cache-busting parameter (for uncached routes)."""
+        separator = "&" if "?" in self.path else "?"
+        return f"{self.path}{separator}{CACHE_BUSTER}={value}"
+
+
+def uncached(route: Route) -> Route:
+    return Route(route.label + UNCACHED, route.path, uncached=True)
 
 
 def routes(dataset: Dataset) -> list[Route]:
-    """Every Inkwell route measured, with real ids from the dataset."""
+    """Every Inkwell route measured, with real ids from the dataset: the reads as readers
+    meet them (mostly from the page cache), the ones the growth targets name once more with
+    the cache bypassed, and the write path."""
+    home = Route(HOME, "/")
+    page_50 = Route("/?page=50", "/?page=50")
+    post = Route("/posts/{id}", f"/posts/{dataset.post_id}")
+    found = Route(f"/search?q={SEARCH_WORD}", f"/search?q={SEARCH_WORD}")
     return [
-        Route(HOME, "/"),
-        Route("/?page=50", "/?page=50"),
-        Route("/posts/{id}", f"/posts/{dataset.post_id}"),
+        home,
+        page_50,
+        post,
         Route("/users/{id}/posts", f"/users/{dataset.user_id}/posts"),
         Route("/api/posts", "/api/posts"),
         Route("/api/posts/{id}", f"/api/posts/{dataset.post_id}"),
         Route("/feed.xml", "/feed.xml"),
-        Route(f"/search?q={SEARCH_WORD}", f"/search?q={SEARCH_WORD}"),
+        found,
+        *[uncached(route) for route in (home, page_50, post, found)],
         Route(WRITE_ROUTE, "/api/posts", write=True),
     ]
 

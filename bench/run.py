@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -57,13 +58,13 @@ def log(message: str) -> None:
 
 
 def measure(
-    label: str, url: str, timing: Timing, *, write: bool = False, headers: list[str] | None = None
+    label: str, url: str, timing: Timing, *, script: Path = load.READ_SCRIPT, **options: Any
 ) -> tuple[LoadResult, LoadResult]:
-    """Warm up, then c=32 for throughput and c=1 for latency."""
+    """Warm up, then c=32 for throughput and c=1 for latency (`options` go to load.run)."""
     if timing.warmup > 0:
-        load.run(url, Load(BUSY_CONNECTIONS, timing.warmup), write=write, headers=headers)
-    busy = load.run(url, Load(BUSY_CONNECTIONS, timing.seconds), write=write, headers=headers)
-    single = load.run(url, Load(1, timing.seconds), write=write, headers=headers)
+        load.run(url, Load(BUSY_CONNECTIONS, timing.warmup), script, **options)
+    busy = load.run(url, Load(BUSY_CONNECTIONS, timing.seconds), script, **options)
+    single = load.run(url, Load(1, timing.seconds), script, **options)
     log(
         f"  {label:<22} {busy.rps:>9,.0f} req/s  p50 {busy.p50_ms:7.2f} ms  "
         f"p99 {busy.p99_ms:7.2f} ms  c=1 p50 {single.p50_ms:6.2f} ms  "
@@ -74,7 +75,7 @@ def measure(
 
 def sql_counts(dataset: Dataset, measured: list[Route]) -> dict[str, dict[str, int]]:
     """Statements per request for each route, counted in a process of its own."""
-    specs = json.dumps([[route.label, route.path, route.write] for route in measured])
+    specs = json.dumps([[r.label, r.path, r.write, r.uncached] for r in measured])
     result = subprocess.run(
         [sys.executable, "-m", "bench.sqlcount", specs],
         cwd=servers.ROOT,
@@ -135,7 +136,8 @@ def _measure_write(server: servers.Server, route: Route, timing: Timing) -> Meas
         route.label,
         server.base_url + route.path,
         timing,
-        write=True,
+        script=load.WRITE_SCRIPT,
+        counts_non_2xx=True,
         headers=[f"Authorization: Bearer {token}"],
     )
     return Measured(route.label, busy, single, write=True)
@@ -143,7 +145,8 @@ def _measure_write(server: servers.Server, route: Route, timing: Timing) -> Meas
 
 def _measure_read(server: servers.Server, route: Route, timing: Timing) -> Measured:
     _check_status(server.base_url, route)
-    busy, single = measure(route.label, server.base_url + route.path, timing)
+    script = load.UNCACHED_SCRIPT if route.uncached else load.READ_SCRIPT
+    busy, single = measure(route.label, server.base_url + route.path, timing, script=script)
     return Measured(route.label, busy, single)
 
 
