@@ -326,9 +326,13 @@ def _set_fields(post: Post, fields: dict[str, object]) -> None:
 
 
 def rerender_stale_posts(db: Session, *, batch_size: int = 500) -> int:
-    """Render posts stored by an older renderer (or none); returns how many were updated."""
+    """Render posts stored by an older renderer (or none); returns how many were updated.
+
+    Versions only grow, so `<` finds them through the index; a post from a newer renderer
+    (a rolled-back deploy) is left as it is rather than rendered by an older one.
+    """
     done = 0
-    stale = Post.render_version != markdown_render.RENDERER_VERSION
+    stale = Post.render_version < markdown_render.RENDERER_VERSION
     while rows := db.execute(select(Post.id, Post.content).where(stale).limit(batch_size)).all():
         for post_id, content in rows:
             # updated_at is named so that re-rendering does not count as an edit.

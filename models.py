@@ -87,6 +87,9 @@ class Post(Base):
         # The second one also serves the foreign key (cascading deletes, author pages).
         Index("ix_posts_date_posted_id", "date_posted", "id"),
         Index("ix_posts_user_id_date_posted_id", "user_id", "date_posted", "id"),
+        # Lets each worker's start-up find posts an older renderer produced without reading
+        # the whole table (crud.rerender_stale_posts).
+        Index("ix_posts_render_version", "render_version"),
         {"sqlite_autoincrement": True},
     )
 

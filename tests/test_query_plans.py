@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, insert
 
-from crud import rendered_fields
+from crud import rendered_fields, rerender_stale_posts
 from models import Post, User
 
 LIST_PATHS = [
@@ -108,3 +108,29 @@ def test_deep_pages_skip_rows_through_the_index_alone(app, client, backend, many
             assert any("date_posted<" in step for step in walks), steps
     finally:
         raw.close()
+
+
+def test_start_up_finds_stale_renders_through_an_index(app, backend, many_posts):
+    if backend != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's; PostgreSQL plans depend on table statistics")
+    captured: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "render_version" in statement and statement.lstrip().upper().startswith("SELECT"):
+            captured.append((statement, parameters))
+
+    engine = app.state.database.engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with app.state.database.session(write=True) as db:
+            assert rerender_stale_posts(db) == 0
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert len(captured) == 1
+    statement, parameters = captured[0]
+    raw = engine.raw_connection()
+    try:
+        plan = [row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)]
+    finally:
+        raw.close()
+    assert plan == ["SEARCH posts USING INDEX ix_posts_render_version (render_version<?)"], plan
