@@ -71,8 +71,10 @@ def url_path(app: Starlette, name: str, params: dict[str, Any]) -> URLPath:
 
 
 def absolute_url(request: Request, name: str, /, **params: Any) -> URL:
-    """`request.url_for`, through the cached route lookup."""
-    return url_path(request.app, name, params).make_absolute_url(base_url=request.base_url)
+    """`request.url_for`, through the cached route lookup (and joined as text: a URL made
+    from a string is only parsed if a part of it is asked for)."""
+    base = str(request.base_url).rstrip("/")
+    return URL(base + url_path(request.app, name, params))
 
 
 @pass_context
@@ -88,8 +90,7 @@ def _fingerprint(path: str) -> str:
 @pass_context
 def static_url(context: Context, path: str) -> str:
     """The URL of a static file with its content hash, so it may be cached for a year."""
-    url = absolute_url(context["request"], "static", path=path)
-    return str(url.include_query_params(v=_fingerprint(path)))
+    return f"{absolute_url(context['request'], 'static', path=path)}?v={_fingerprint(path)}"
 
 
 @pass_context

@@ -282,3 +282,31 @@ def test_cached_url_building_matches_the_router(app):
         url_path(app, "post_detail", {"wrong": 1})
     with pytest.raises(NoMatchFound):
         url_path(app, "no_such_route", {})
+
+
+def test_template_urls_are_the_routers_absolute_urls(app):
+    from starlette.requests import Request
+
+    from templating import absolute_url
+
+    scope = {
+        "type": "http",
+        "app": app,
+        "scheme": "https",
+        "server": ("blog.example", 443),
+        "root_path": "/blog",
+        "path": "/blog/",
+        "query_string": b"",
+        "headers": [(b"host", b"blog.example")],
+        "router": app.router,
+    }
+    request = Request(scope)
+    for name, params in [
+        ("home", {}),
+        ("post_detail", {"post_id": 3}),
+        ("static", {"path": "a.css"}),
+    ]:
+        assert str(absolute_url(request, name, **params)) == str(request.url_for(name, **params))
+    assert (
+        str(absolute_url(request, "post_detail", post_id=3)) == "https://blog.example/blog/posts/3"
+    )
