@@ -1,5 +1,6 @@
 """Pydantic models: what the API accepts and returns, and what the forms validate."""
 
+import re
 from datetime import datetime
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from auth import is_common_password
+from markdown_render import BIDI_CONTROLS
 
 # Largest id either database can store in an INTEGER column; larger ids are invalid input.
 MAX_ID = 2**31 - 1
@@ -41,6 +43,16 @@ SEARCH_MARKERS = str.maketrans("", "", "\ue000\ue001")
 
 def _drop_search_markers(value: str) -> str:
     return value.translate(SEARCH_MARKERS)
+
+
+# A title is one line of plain text shown in lists, feeds and <title>: bidi controls would let
+# it display in another order than it reads, and control characters (tabs, line breaks) have
+# no place in it. Each becomes a space, so no two words are glued together.
+_TITLE_UNSAFE = re.compile(f"[\x01-\x1f\x7f{BIDI_CONTROLS}]")
+
+
+def _plain_line(value: str) -> str:
+    return _TITLE_UNSAFE.sub(" ", value).strip()
 
 
 def _normalise_newlines(value: str) -> str:
@@ -70,6 +82,7 @@ Title = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
     AfterValidator(_reject_nul),
     AfterValidator(_drop_search_markers),
+    AfterValidator(_plain_line),
     AfterValidator(_reject_blank),
 ]
 Content = Annotated[

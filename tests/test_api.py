@@ -178,6 +178,31 @@ def test_unknown_ids_are_json_404(client, method, path, detail):
 
 
 @pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("invoice\u202egnp.exe", "invoice gnp.exe"),
+        ("\u2067Breaking\u2069 news", "Breaking  news"),
+        ("two\nlines\tand a tab", "two lines and a tab"),
+        ("Caf\u00e9 \u00a0: d\u00e9j\u00e0 vu", "Caf\u00e9 \u00a0: d\u00e9j\u00e0 vu"),
+    ],
+)
+def test_titles_are_one_line_without_bidi_controls(client, sent, stored):
+    alice = create_user(client)
+    response = client.post(
+        "/api/posts", json={"title": sent, "content": "c"}, headers=alice["headers"]
+    )
+    assert response.status_code == 201
+    assert response.json()["title"] == stored
+
+
+def test_a_title_of_only_control_characters_is_422(client):
+    alice = create_user(client)
+    body = {"title": "\u202e\u2066\t", "content": "c"}
+    response = client.post("/api/posts", json=body, headers=alice["headers"])
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize(
     ("body", "field"),
     [
         ({"title": "", "content": "c"}, "title"),
