@@ -54,7 +54,8 @@ def return_large_allocations_to_os() -> bool:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    return_large_allocations_to_os()
+    if not return_large_allocations_to_os():
+        logger.info("mallopt is not available: large freed blocks may stay resident")
     with app.state.database.session(write=True) as db:
         # Posts written before the current Markdown renderer get their HTML brought up to date.
         rerender_stale_posts(db)
@@ -101,7 +102,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = Database(settings.database_url)
     app.state.page_cache = PageCache()
-    app.state.url_routes = {}  # see templating.url_path
     # Outside development the templates never change under a running server, so Jinja need
     # not look at each file's modification time on every render.
     templates.env.auto_reload = settings.debug

@@ -18,7 +18,9 @@ from auth import ANON_CSRF_COOKIE, SESSION_COOKIE
 from middleware import send_validated
 from templating import FLASH_COOKIE
 
-MAX_ENTRIES = 512
+# What one worker may hold, whatever the pages: a cap on entries alone would let a few
+# hundred long posts take more memory than the rest of the worker. 8 MiB is some 300 pages.
+MAX_CACHED_BYTES = 8 * 1024 * 1024
 MAX_BODY_BYTES = 256 * 1024
 # Requests whose answer depends on who asks: a session, a flash message, a CSRF seed
 # (pages print a token derived from it), or API credentials.
@@ -29,28 +31,48 @@ VERSION_QUERY = "SELECT content_version FROM site_state WHERE id = 1"
 Entry = tuple[int, int, list[tuple[bytes, bytes]], bytes]  # version, status, headers, body
 
 
-class PageCache:
-    """A bounded LRU map from URL to a stored response and the version it was made at."""
+def _size(key: str, entry: Entry) -> int:
+    _, _, headers, body = entry
+    return len(key) + len(body) + sum(len(name) + len(value) for name, value in headers)
 
-    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+
+class PageCache:
+    """A map from URL to a stored response and the version it was made at, bounded by the
+    bytes it holds and emptied least recently used first."""
+
+    def __init__(self, max_bytes: int = MAX_CACHED_BYTES) -> None:
         self._entries: OrderedDict[str, Entry] = OrderedDict()
-        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._lock = Lock()
+
+    @property
+    def size_in_bytes(self) -> int:
+        return self._bytes
 
     def get(self, key: str, version: int) -> Entry | None:
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None or entry[0] != version:
+            if entry is None:
+                return None
+            if entry[0] != version:
+                # Made before a later change, so it can never be served again.
+                self._remove(key)
                 return None
             self._entries.move_to_end(key)
             return entry
 
     def put(self, key: str, entry: Entry) -> None:
         with self._lock:
+            if key in self._entries:
+                self._remove(key)
             self._entries[key] = entry
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
+            self._bytes += _size(key, entry)
+            while self._bytes > self._max_bytes:
+                self._remove(next(iter(self._entries)))
+
+    def _remove(self, key: str) -> None:
+        self._bytes -= _size(key, self._entries.pop(key))
 
 
 def content_version(engine: Engine) -> int | None:

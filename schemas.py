@@ -45,13 +45,15 @@ def _drop_search_markers(value: str) -> str:
     return value.translate(SEARCH_MARKERS)
 
 
-# A title is one line of plain text shown in lists, feeds and <title>: bidi controls would let
-# it display in another order than it reads, and control characters (tabs, line breaks) have
-# no place in it. Each becomes a space, so no two words are glued together.
-_TITLE_UNSAFE = re.compile(f"[\x01-\x1f\x7f{BIDI_CONTROLS}]")
+# A title is one line of plain text shown in lists, feeds and <title>: bidi controls and
+# marks would let it display in another order than it reads, and control characters and
+# line or paragraph separators have no place in it. Each becomes a space, so no two words
+# are glued together.
+_TITLE_UNSAFE = re.compile(f"[\x01-\x1f\x7f-\x9f\u2028\u2029{BIDI_CONTROLS}\u200e\u200f\u061c]")
 
 
-def _plain_line(value: str) -> str:
+def plain_line(value: str) -> str:
+    """`value` with control characters, separators and bidi controls made spaces, stripped."""
     return _TITLE_UNSAFE.sub(" ", value).strip()
 
 
@@ -82,7 +84,7 @@ Title = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
     AfterValidator(_reject_nul),
     AfterValidator(_drop_search_markers),
-    AfterValidator(_plain_line),
+    AfterValidator(plain_line),
     AfterValidator(_reject_blank),
 ]
 Content = Annotated[

@@ -89,10 +89,10 @@ _SQLITE = text(
 
 _POSTGRES = text(
     f"""
-    WITH q AS (SELECT to_tsquery('english', :match) AS query),
-    boundary AS (
-        SELECT p.id AS below FROM posts AS p, q WHERE p.search_vector @@ q.query
-        ORDER BY p.id DESC LIMIT 1 OFFSET :candidates
+    WITH boundary AS (
+        SELECT id AS below FROM posts
+        WHERE search_vector @@ to_tsquery('english', :match)
+        ORDER BY id DESC LIMIT 1 OFFSET :candidates
     )
     SELECT p.id AS post_id,
            ts_headline('english', p.title, q.query,
@@ -101,10 +101,25 @@ _POSTGRES = text(
                        'MaxWords={SNIPPET_WORDS}, MinWords=8, StartSel={MARK_START}, '
                        'StopSel={MARK_END}, FragmentDelimiter=…, MaxFragments=2') AS snippet,
            (SELECT below FROM boundary) IS NOT NULL AS narrowed
-    FROM posts AS p, q
+    FROM posts AS p, to_tsquery('english', :match) AS q(query)
     WHERE p.search_vector @@ q.query AND p.id > coalesce((SELECT below FROM boundary), 0)
     ORDER BY ts_rank_cd(p.search_vector, q.query) DESC, p.id DESC
     LIMIT :limit OFFSET :offset
+    """
+).bindparams(bindparam("match"))
+
+# Whether more posts match than are ranked, for a page past the last ranked match (it has
+# no rows to carry the answer).
+_SQLITE_NARROWED = text(
+    """
+    SELECT EXISTS (SELECT 1 FROM posts_fts WHERE posts_fts MATCH :match
+                   ORDER BY rowid DESC LIMIT 1 OFFSET :candidates)
+    """
+)
+_POSTGRES_NARROWED = text(
+    """
+    SELECT EXISTS (SELECT 1 FROM posts WHERE search_vector @@ to_tsquery('english', :match)
+                   ORDER BY id DESC LIMIT 1 OFFSET :candidates)
     """
 ).bindparams(bindparam("match"))
 
@@ -130,7 +145,8 @@ def find(db: Session, *, query: str, limit: int, offset: int) -> Found:
     if not terms:
         return Found([], narrowed=False)
     dialect = db.get_bind().dialect.name
-    statement = _SQLITE if dialect == "sqlite" else _POSTGRES
+    sqlite = dialect == "sqlite"
+    statement = _SQLITE if sqlite else _POSTGRES
     parameters = {
         "match": _match_expression(terms, dialect),
         "limit": limit,
@@ -139,4 +155,11 @@ def find(db: Session, *, query: str, limit: int, offset: int) -> Found:
     }
     rows = db.execute(statement, parameters).all()
     hits = [SearchHit(row.post_id, highlight(row.title), highlight(row.snippet)) for row in rows]
-    return Found(hits, narrowed=any(row.narrowed for row in rows))
+    if rows:
+        narrowed = bool(rows[0].narrowed)
+    elif offset:
+        narrowed_query = _SQLITE_NARROWED if sqlite else _POSTGRES_NARROWED
+        narrowed = bool(db.execute(narrowed_query, parameters).scalar())
+    else:
+        narrowed = False  # nothing matches at all
+    return Found(hits, narrowed=narrowed)

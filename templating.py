@@ -55,7 +55,11 @@ def url_path(app: Starlette, name: str, params: dict[str, Any]) -> URLPath:
     The route that answers a name (for a given set of parameter names) never changes, so
     it is found once per app and asked directly afterwards.
     """
-    found: dict[tuple[str, frozenset[str]], BaseRoute] = app.state.url_routes
+    found: dict[tuple[str, frozenset[str]], BaseRoute] | None = getattr(
+        app.state, "url_routes", None
+    )
+    if found is None:
+        found = app.state.url_routes = {}
     key = (name, frozenset(params))
     route = found.get(key)
     if route is not None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from bench import datasets, load, machine, report, servers
+from bench import datasets, growth, load, machine, report, servers
 from bench.datasets import Dataset
 from bench.load import Load, LoadResult
 from bench.report import Measured, SizeResults
@@ -29,12 +29,12 @@ from bench.routes import CEILING_PATH, Route, create_writer, routes
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
-LOG_DIR = BENCH_DIR / "data" / "logs"
+LOG_DIR = servers.LOG_DIR
 BUSY_CONNECTIONS = 32
 SQLCOUNT_TIMEOUT_S = 900
 HTTP_TIMEOUT_S = 30
 FLOOR_APP = "bench.floor:app"
-INKWELL_APP = "bench.ceiling_app:app"
+INKWELL_APP = servers.INKWELL_APP
 
 
 @dataclass(frozen=True)
@@ -238,12 +238,20 @@ def main(argv: list[str] | None = None) -> int:
             "other work is competing for the CPU and the numbers will be unreliable"
         )
     all_results = [measure_size(size, timing) for size in sizes]
+    found_growth = None
+    if len(all_results) > 1:
+        found_growth = growth.measure(
+            [results.dataset for results in all_results],
+            report.GROWTH_LABELS,
+            seconds=max(2.0, timing.seconds / 3),
+            warmup=min(1.0, timing.warmup),
+        )
     today = date.today().isoformat()
     title = (
         f"Inkwell benchmark, {today} ({timing.seconds:g} s per run, "
         f"{timing.warmup:g} s warm-up, sizes {' '.join(size.label for size in sizes)})"
     )
-    text = report.render(host, all_results, title)
+    text = report.render(host, all_results, title, found_growth)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{today}.md"
     path.write_text(text, encoding="utf-8")

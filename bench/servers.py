@@ -15,6 +15,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+LOG_DIR = ROOT / "bench" / "data" / "logs"
+# Inkwell's own app plus the ceiling route: every Inkwell figure comes from this app.
+INKWELL_APP = "bench.ceiling_app:app"
 HOST = "127.0.0.1"
 WORKERS = 2
 # Long enough for a first start that re-renders every post of a large dataset.

@@ -183,6 +183,8 @@ def test_unknown_ids_are_json_404(client, method, path, detail):
         ("invoice\u202egnp.exe", "invoice gnp.exe"),
         ("\u2067Breaking\u2069 news", "Breaking  news"),
         ("two\nlines\tand a tab", "two lines and a tab"),
+        ("next\u0085line\u2028and\u2029more", "next line and more"),
+        ("marks\u200e\u200fhere\u061c", "marks  here"),
         ("Caf\u00e9 \u00a0: d\u00e9j\u00e0 vu", "Caf\u00e9 \u00a0: d\u00e9j\u00e0 vu"),
     ],
 )

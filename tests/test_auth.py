@@ -134,9 +134,11 @@ def test_unknown_user_still_costs_a_hash(client, monkeypatch):
     import auth
 
     calls = []
-    real_verify = auth.password_hasher.verify
+    real_verify = auth.password_hasher.verify_and_update
     monkeypatch.setattr(
-        auth.password_hasher, "verify", lambda *a, **k: calls.append(1) or real_verify(*a, **k)
+        auth.password_hasher,
+        "verify_and_update",
+        lambda *a, **k: calls.append(1) or real_verify(*a, **k),
     )
     token = form_token(client, "/login")
     client.post("/login", data={"username": "nobody", "password": PASSWORD, "csrf_token": token})
@@ -396,3 +398,26 @@ def test_forms_refuse_missing_or_wrong_csrf_token(
     assert db.get(User, author.id).username == "csrfuser"
     assert db.get(type(post), post.id).title == "Untouched"
     assert nav_user(client)
+
+
+def test_a_hash_made_with_older_settings_is_remade_on_login(client, db, make_user):
+    from pwdlib.hashers.argon2 import Argon2Hasher
+
+    older = Argon2Hasher(memory_cost=19_456, time_cost=2, parallelism=1).hash(PASSWORD)
+    user = make_user("veteran", password_hash=older)
+    assert "m=19456,t=2,p=1" in older
+
+    def stored() -> str:
+        db.rollback()  # a fresh snapshot: each request commits on its own connection
+        return db.scalar(select(User.password_hash).where(User.id == user.id))
+
+    wrong = client.post("/api/token", data={"username": "veteran", "password": "not it at all"})
+    assert wrong.status_code == 401
+    assert stored() == older  # a failed attempt changes nothing
+    first = client.post("/api/token", data={"username": "veteran", "password": PASSWORD})
+    assert first.status_code == 200
+    remade = stored()
+    assert "m=7168,t=5,p=1" in remade
+    again = client.post("/api/token", data={"username": "veteran", "password": PASSWORD})
+    assert again.status_code == 200
+    assert stored() == remade  # already current: left alone

@@ -95,7 +95,13 @@ def test_only_the_newest_matches_are_ranked(client, monkeypatch, make_user, make
     else:
         assert sorted(found) == [post.id for post in posts[1:]]
         assert "search-narrowed" in page.text
-        assert "the best of the 4 newest" in page.text
+        assert "only the 4 newest are ranked" in page.text
+    # A page past the ranked matches still says why it is empty; the API's is simply empty.
+    past = client.get("/search?q=kettle&page=3")
+    assert past.status_code == 200
+    assert ("search-narrowed" in past.text) == (matches == 5)
+    assert ("No posts match" in past.text) == (matches == 4)
+    assert ids(client.get("/api/posts?q=kettle&per_page=2&page=3")) == []
 
 
 def test_empty_query_shows_only_the_form(client, corpus):
