@@ -12,7 +12,7 @@ from bench.datasets import Dataset
 from bench.load import Load
 from bench.routes import CEILING_PATH, routes
 
-ROUNDS = 3
+ROUNDS = 5
 
 
 @dataclass

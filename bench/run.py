@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         found_growth = growth.measure(
             [results.dataset for results in all_results],
             report.GROWTH_LABELS,
-            seconds=max(2.0, timing.seconds / 3),
+            seconds=max(2.0, timing.seconds / 5),
             warmup=min(1.0, timing.warmup),
         )
     today = date.today().isoformat()
