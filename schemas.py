@@ -49,7 +49,11 @@ def _drop_search_markers(value: str) -> str:
 # marks would let it display in another order than it reads, and control characters and
 # line or paragraph separators have no place in it. Each becomes a space, so no two words
 # are glued together.
-_TITLE_UNSAFE = re.compile(f"[\x01-\x1f\x7f-\x9f\u2028\u2029{BIDI_CONTROLS}\u200e\u200f\u061c]")
+_TITLE_INVISIBLE = f"\x01-\x1f\x7f-\x9f\u2028\u2029{BIDI_CONTROLS}\u200e\u200f\u061c"
+_TITLE_UNSAFE = re.compile(f"[{_TITLE_INVISIBLE}]")
+# For the API schema: a title needs one character that none of the rules removes (the
+# validators enforce the same; a JSON Schema pattern is only searched for, not anchored).
+TITLE_PATTERN = f"[^\\s\x00{_TITLE_INVISIBLE}\ue000\ue001]"
 
 
 def plain_line(value: str) -> str:
@@ -82,6 +86,7 @@ Email = Annotated[
 Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    Field(json_schema_extra={"pattern": TITLE_PATTERN}),
     AfterValidator(_reject_nul),
     AfterValidator(_drop_search_markers),
     AfterValidator(plain_line),
