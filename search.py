@@ -66,15 +66,21 @@ def highlight(marked: str) -> Markup:
 # with more specific words, and the page says when this happened.
 CANDIDATES = 2000
 
+# The id of the newest match too old to rank, if there is one (ids only grow).
+_SQLITE_BOUNDARY = """
+    SELECT rowid AS below FROM posts_fts WHERE posts_fts MATCH :match
+    ORDER BY rowid DESC LIMIT 1 OFFSET :candidates
+"""
+_POSTGRES_BOUNDARY = """
+    SELECT id AS below FROM posts WHERE search_vector @@ to_tsquery('english', :match)
+    ORDER BY id DESC LIMIT 1 OFFSET :candidates
+"""
+
 # Ordering by FTS5's own `rank` column (bm25, title weighted ten times the body) lets the
-# index return matches in rank order, with no separate sort step. `boundary` is the id of
-# the first match too old to rank, if there is one.
+# index return matches in rank order, with no separate sort step.
 _SQLITE = text(
     f"""
-    WITH boundary AS (
-        SELECT rowid AS below FROM posts_fts WHERE posts_fts MATCH :match
-        ORDER BY rowid DESC LIMIT 1 OFFSET :candidates
-    )
+    WITH boundary AS ({_SQLITE_BOUNDARY})
     SELECT rowid AS post_id,
            highlight(posts_fts, 0, '{MARK_START}', '{MARK_END}') AS title,
            snippet(posts_fts, 1, '{MARK_START}', '{MARK_END}', '…', {SNIPPET_WORDS}) AS snippet,
@@ -89,11 +95,7 @@ _SQLITE = text(
 
 _POSTGRES = text(
     f"""
-    WITH boundary AS (
-        SELECT id AS below FROM posts
-        WHERE search_vector @@ to_tsquery('english', :match)
-        ORDER BY id DESC LIMIT 1 OFFSET :candidates
-    )
+    WITH boundary AS ({_POSTGRES_BOUNDARY})
     SELECT p.id AS post_id,
            ts_headline('english', p.title, q.query,
                        'HighlightAll=true, StartSel={MARK_START}, StopSel={MARK_END}') AS title,
@@ -110,18 +112,8 @@ _POSTGRES = text(
 
 # Whether more posts match than are ranked, for a page past the last ranked match (it has
 # no rows to carry the answer).
-_SQLITE_NARROWED = text(
-    """
-    SELECT EXISTS (SELECT 1 FROM posts_fts WHERE posts_fts MATCH :match
-                   ORDER BY rowid DESC LIMIT 1 OFFSET :candidates)
-    """
-)
-_POSTGRES_NARROWED = text(
-    """
-    SELECT EXISTS (SELECT 1 FROM posts WHERE search_vector @@ to_tsquery('english', :match)
-                   ORDER BY id DESC LIMIT 1 OFFSET :candidates)
-    """
-).bindparams(bindparam("match"))
+_SQLITE_NARROWED = text(f"SELECT EXISTS ({_SQLITE_BOUNDARY})")
+_POSTGRES_NARROWED = text(f"SELECT EXISTS ({_POSTGRES_BOUNDARY})").bindparams(bindparam("match"))
 
 
 def _match_expression(terms: list[str], dialect: str) -> str:

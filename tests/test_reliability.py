@@ -14,6 +14,7 @@ import threading
 import time
 from contextlib import ExitStack, closing
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -43,25 +44,25 @@ _names = itertools.count(1)
 # ---------------------------------------------------------------- reading the outcome
 
 
-def stored_posts(database_url: str) -> dict[int, tuple[str, str]]:
-    """Every post in the database, read directly (not through the app): id -> (title, content)."""
+def _read(database_url: str, query: str) -> list[Any]:
+    """Rows read directly from the database, not through the app."""
     engine = create_engine(database_url)
     try:
         with engine.connect() as connection:
-            rows = connection.execute(text("SELECT id, title, content FROM posts")).all()
+            return list(connection.execute(text(query)).all())
     finally:
         engine.dispose()
+
+
+def stored_posts(database_url: str) -> dict[int, tuple[str, str]]:
+    """Every post in the database: id -> (title, content)."""
+    rows = _read(database_url, "SELECT id, title, content FROM posts")
     return {row.id: (row.title, row.content) for row in rows}
 
 
 def stored_pictures(database_url: str) -> dict[str, str | None]:
-    """username -> image_file, read directly from the database."""
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(text("SELECT username, image_file FROM users")).all()
-    finally:
-        engine.dispose()
+    """username -> image_file."""
+    rows = _read(database_url, "SELECT username, image_file FROM users")
     return {row.username: row.image_file for row in rows}
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -436,17 +437,12 @@ def check_as_author(
     )
     token = csrf_from(response.text)
 
+    def submit_edit(**fields: str) -> httpx.Response:
+        data = {"csrf_token": token, "title": item.payload, "content": item.content, **fields}
+        return member.post(f"/posts/{item.post_id}/edit", data=data, follow_redirects=False)
+
     where = f"POST /posts/{item.post_id}/edit preview [{item.payload!r}]"
-    response = member.post(
-        f"/posts/{item.post_id}/edit",
-        data={
-            "csrf_token": token,
-            "title": item.payload,
-            "content": item.content,
-            "action": "preview",
-        },
-        follow_redirects=False,
-    )
+    response = submit_edit(action="preview")
     root = audit.page(where, response, shown=stored_fields(item))
     audit.shows(where, "title box", attr_of(root, "field-title", "value"), item.payload, exact=True)
     previews = root.find_all("div", "post-content")
@@ -454,11 +450,7 @@ def check_as_author(
 
     where = f"POST /posts/{item.post_id}/edit too long [{item.payload!r}]"
     long_title = item.payload + "x" * 101
-    response = member.post(
-        f"/posts/{item.post_id}/edit",
-        data={"csrf_token": token, "title": long_title, "content": item.content},
-        follow_redirects=False,
-    )
+    response = submit_edit(title=long_title)
     root = audit.page(where, response, status=422, shown=stored_fields(item))
     audit.shows(where, "title box", attr_of(root, "field-title", "value"), long_title, exact=True)
     audit.expect(where, root.by_id("error-title") is not None, "no title error")
@@ -471,16 +463,7 @@ def check_as_author(
     audit.shows(where, "<title>", titles[0].text() if titles else None, item.title)
 
     where = f"POST /posts/{item.post_id}/edit stale version [{item.payload!r}]"
-    response = member.post(
-        f"/posts/{item.post_id}/edit",
-        data={
-            "csrf_token": token,
-            "title": item.payload,
-            "content": item.content,
-            "version": "999999999",
-        },
-        follow_redirects=False,
-    )
+    response = submit_edit(version="999999999")
     if response.status_code == 409:  # the form again, with the saved version beside it
         root = audit.page(where, response, status=409, shown=stored_fields(item))
         title_box = attr_of(root, "field-title", "value")
