@@ -1,10 +1,11 @@
 """Application settings, read from the environment and an optional `.env` file."""
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, Request
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -31,6 +32,9 @@ class Settings(BaseSettings):
     upload_orphan_grace_seconds: float = Field(default=60, ge=0)
     # Host headers the site answers to (comma-separated in the environment); others get 400.
     allowed_hosts: Annotated[list[str], NoDecode] = ["localhost", "127.0.0.1", "testserver"]
+    # For test harnesses only: read the current time from this file (ISO 8601) instead of
+    # the system clock, so that tests can move time in every worker process at once.
+    clock_file: Path | None = None
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
@@ -72,21 +76,41 @@ def deployment_problems(settings: Settings) -> list[str]:
 
 @lru_cache
 def get_settings() -> Settings:
-    """Settings are read once per process; tests override them via dependency_overrides."""
+    """The environment's settings, read once per process (the app keeps its own copy in
+    `app.state.settings`, which is what requests read)."""
     return Settings()
 
 
-def get_app_settings(request: Request) -> Settings:
-    """The settings the running app was created with."""
-    return request.app.state.settings
+# ---------------------------------------------------------------- the one clock
+
+Clock = Callable[[], datetime]
 
 
-SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+def system_clock() -> datetime:
+    return datetime.now(UTC)
 
 
-if __name__ == "__main__":
-    # `python -m config`: check the environment's configuration before deploying it.
-    found = deployment_problems(get_settings())
-    for problem in found:
-        print(f"deploy check: {problem}")
-    raise SystemExit(1 if found else 0)
+def file_clock(path: Path) -> Clock:
+    """A clock that reads the time from `path` on every call: a test writes the file, and
+    every process of a server sees the same moment."""
+
+    def now() -> datetime:
+        return datetime.fromisoformat(path.read_text().strip()).astimezone(UTC)
+
+    return now
+
+
+_clock: Clock = system_clock
+
+
+def use_clock(clock: Clock) -> Clock:
+    """Make `clock` the source of time for this process; returns the one it replaces."""
+    global _clock
+    previous, _clock = _clock, clock
+    return previous
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC. Everything that depends on time reads it here
+    (throttles, expiries, timestamps), so tests move one clock instead of sleeping."""
+    return _clock()

@@ -8,8 +8,6 @@ from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from config import get_settings
-
 # Requests with these methods only read, so they may use SQLite's deferred BEGIN.
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -93,11 +91,6 @@ class Database:
         self.engine.dispose()
 
 
-def get_database(request: Request) -> Database:
-    """The app's Database, created in the lifespan."""
-    return request.app.state.database
-
-
 def get_db(request: Request) -> Iterator[Session]:
     """Yield one session per request; roll back whatever the route did not commit."""
     database: Database = request.app.state.database
@@ -112,8 +105,3 @@ def get_db(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_db)]
-
-
-def default_database_url() -> str:
-    """The configured URL (used by Alembic and the seed command)."""
-    return get_settings().database_url

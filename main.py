@@ -5,33 +5,26 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from config import Settings, get_settings, secret_key_problem
-from crud import remove_orphaned_avatars, rerender_stale_posts
+from config import Settings, file_clock, get_settings, secret_key_problem, use_clock
 from database import Database
-from errors import register_error_handlers
-from middleware import (
-    BodyLimitMiddleware,
+from routers import account, api, feeds, pages, writing
+from services.posts import rerender_stale_posts
+from services.users import remove_orphaned_avatars
+from web.errors import register_error_handlers
+from web.middleware import (
     ETagMiddleware,
     FingerprintedStaticFiles,
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
 )
-from pagecache import PageCache, PageCacheMiddleware
-from routers import account, api, feeds, pages, writing
-from templating import templates
-from uploads import MAX_PICTURE_BYTES
+from web.pagecache import PageCache, PageCacheMiddleware
+from web.templating import STATIC_DIR, templates
 
-# Multipart framing and the form's other fields, on top of the picture itself.
-UPLOAD_OVERHEAD = 64 * 1024
-UPLOAD_PATHS = ("/account/picture", "/api/users/me/picture")
-
-STATIC_DIR = Path(__file__).resolve().parent / "static"
 logger = logging.getLogger("inkwell")
 
 # glibc's mallopt() parameter for the size from which allocations get their own mapping.
@@ -74,10 +67,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _add_middleware(app: FastAPI, settings: Settings) -> None:
     # Added innermost first: a request meets the request id, then the security headers,
-    # the host check, the page cache, the body limit, and last the ETag buffering.
-    upload_limit = MAX_PICTURE_BYTES + UPLOAD_OVERHEAD
+    # the host check, the page cache, and last the ETag buffering. (Body limits are the
+    # routes' own: web.middleware.BodyLimitedRoute.)
     app.add_middleware(ETagMiddleware)
-    app.add_middleware(BodyLimitMiddleware, limits=dict.fromkeys(UPLOAD_PATHS, upload_limit))
     app.add_middleware(
         PageCacheMiddleware, engine=app.state.database.engine, cache=app.state.page_cache
     )
@@ -100,6 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    if settings.clock_file:
+        use_clock(file_clock(settings.clock_file))
     app.state.database = Database(settings.database_url)
     app.state.page_cache = PageCache()
     # Outside development the templates never change under a running server, so Jinja need

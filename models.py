@@ -9,14 +9,23 @@ from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from config import utcnow
 from database import Base
+
+# Field limits, shared by the columns, the schemas that validate input and the forms.
+USERNAME_MAX_LENGTH = 50
+EMAIL_MAX_LENGTH = 120
+TITLE_MAX_LENGTH = 100
+CONTENT_MAX_LENGTH = 100_000
+FIELD_LIMITS = {
+    "username": USERNAME_MAX_LENGTH,
+    "email": EMAIL_MAX_LENGTH,
+    "title": TITLE_MAX_LENGTH,
+    "content": CONTENT_MAX_LENGTH,
+}
 
 DEFAULT_AVATAR = "/static/profile_pics/default.jpg"
 MEDIA_AVATAR_PREFIX = "/media/profile_pics/"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _same_as_posted(context: DefaultExecutionContext) -> datetime:
@@ -55,8 +64,8 @@ class User(Base):
     __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    username: Mapped[str] = mapped_column(String(50), unique=True)
-    email: Mapped[str] = mapped_column(String(120), unique=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH), unique=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH), unique=True)
     image_file: Mapped[str | None] = mapped_column(String(64), default=None)
     # None for accounts created before passwords existed: they can be read but not log in.
     password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
@@ -88,21 +97,21 @@ class Post(Base):
         Index("ix_posts_date_posted_id", "date_posted", "id"),
         Index("ix_posts_user_id_date_posted_id", "user_id", "date_posted", "id"),
         # Lets each worker's start-up find posts an older renderer produced without reading
-        # the whole table (crud.rerender_stale_posts).
+        # the whole table (services.posts.rerender_stale_posts).
         Index("ix_posts_render_version", "render_version"),
         {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    title: Mapped[str] = mapped_column(String(100))
+    title: Mapped[str] = mapped_column(String(TITLE_MAX_LENGTH))
     content: Mapped[str] = mapped_column(Text)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     date_posted: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=_same_as_posted, onupdate=utcnow
     )
-    # Derived from `content` when it is written (crud.render_fields), so that page views never
-    # parse Markdown; render_version says which renderer produced them.
+    # Derived from `content` when it is written (services.posts.rendered_fields), so that
+    # page views never parse Markdown; render_version says which renderer produced them.
     content_html: Mapped[str] = mapped_column(Text, server_default="", default="")
     excerpt: Mapped[str] = mapped_column(Text, server_default="", default="")
     reading_minutes: Mapped[int] = mapped_column(server_default="1", default=1)

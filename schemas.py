@@ -2,6 +2,7 @@
 
 import re
 from datetime import datetime
+from functools import lru_cache
 from typing import Annotated
 
 from pydantic import (
@@ -15,8 +16,13 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from auth import is_common_password
-from markdown_render import BIDI_CONTROLS
+from config import PROJECT_ROOT
+from models import CONTENT_MAX_LENGTH, EMAIL_MAX_LENGTH, TITLE_MAX_LENGTH, USERNAME_MAX_LENGTH
+
+COMMON_PASSWORDS_FILE = PROJECT_ROOT / "data" / "common_passwords.txt"
+# Bidi embeddings, overrides and isolates: text holding them can display in another order
+# than it reads. Titles drop them, and the Markdown renderer replaces them.
+BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
 
 # Largest id either database can store in an INTEGER column; larger ids are invalid input.
 MAX_ID = 2**31 - 1
@@ -28,6 +34,16 @@ def _reject_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
     return value
+
+
+@lru_cache(maxsize=1)
+def common_passwords() -> frozenset[str]:
+    lines = COMMON_PASSWORDS_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip().lower() for line in lines if line.strip())
+
+
+def is_common_password(password: str) -> bool:
+    return password.lower() in common_passwords()
 
 
 def _reject_common(value: str) -> str:
@@ -75,17 +91,22 @@ def _reject_blank(value: str) -> str:
 # Constraints come first so they see the stripped string; the NUL check runs after them.
 Username = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=USERNAME_PATTERN),
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=USERNAME_MAX_LENGTH,
+        pattern=USERNAME_PATTERN,
+    ),
 ]
 Email = Annotated[
     EmailStr,
-    StringConstraints(max_length=120),
+    StringConstraints(max_length=EMAIL_MAX_LENGTH),
     AfterValidator(str.lower),
     Field(description="A mailable address; reserved domains such as .test are refused"),
 ]
 Title = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH),
     Field(json_schema_extra={"pattern": TITLE_PATTERN}),
     AfterValidator(_reject_nul),
     AfterValidator(_drop_search_markers),
@@ -94,7 +115,7 @@ Title = Annotated[
 ]
 Content = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=100_000),
+    StringConstraints(min_length=1, max_length=CONTENT_MAX_LENGTH),
     AfterValidator(_normalise_newlines),
     AfterValidator(_drop_search_markers),
     AfterValidator(_reject_blank),

@@ -70,7 +70,7 @@ def _seed(path: Path, size: Size) -> None:
     command = [
         sys.executable,
         "-m",
-        "seed",
+        "services.seed",
         "--users",
         str(size.users),
         "--posts",

@@ -6,18 +6,24 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, status
 from starlette.datastructures import UploadFile
 
-import auth
-import crud
-import uploads
-from auth import CsrfProtected, CurrentUser, RequiredUser
-from config import SettingsDep
 from database import SessionDep
-from middleware import RequestTooLarge
-from routers.forms import FormText, validate
+from models import User
 from schemas import PasswordChange, UserCreate, UserUpdate
-from templating import redirect, render
+from services import accounts, media, sessions, users
+from services.errors import DuplicateError
+from web.cookies import SESSION_COOKIE, clear_cookie, set_session_cookie
+from web.deps import CurrentUser, RequiredUser, SettingsDep, get_current_user
+from web.forms import FormText, validate
+from web.middleware import UPLOAD_BODY_LIMIT, BodyLimitedRoute, RequestTooLarge, body_limit
+from web.security import CsrfProtected, client_ip, safe_next, verify_csrf
+from web.templating import redirect, render
+from web.urls import url_for
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(auth.get_current_user)])
+router = APIRouter(
+    include_in_schema=False,
+    dependencies=[Depends(get_current_user)],
+    route_class=BodyLimitedRoute,
+)
 
 
 # ---------------------------------------------------------------- register, log in, log out
@@ -27,7 +33,7 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(auth.get_curre
 def register_form(request: Request, user: CurrentUser) -> Response:
     """Sign-up form."""
     if user:
-        return redirect(request, str(request.url_for("home")))
+        return redirect(request, url_for(request, "home"))
     return render(request, "auth/register.html", {"values": {}, "errors": {}})
 
 
@@ -49,31 +55,38 @@ def register(
     if errors or isinstance(result, dict):
         return render(request, "auth/register.html", {"values": values, "errors": errors}, 422)
     try:
-        user = crud.create_user(db, data=result)
-    except crud.DuplicateError as exc:
+        user = users.create_user(db, data=result)
+    except DuplicateError as exc:
         context = {"values": values, "errors": {exc.field: exc.message}}
         return render(request, "auth/register.html", context, status.HTTP_409_CONFLICT)
     return _logged_in(request, db, user, f"Welcome to Inkwell, {user.username}!", "/")
 
 
 def _logged_in(
-    request: Request, db: SessionDep, user: auth.User, message: str, next_path: str
+    request: Request, db: SessionDep, user: User, message: str, next_path: str
 ) -> Response:
     """Start a fresh session (ending any the browser had) and go on to `next_path`."""
-    old_token = request.cookies.get(auth.SESSION_COOKIE)
-    if old_token:
-        auth.end_session(db, token=old_token)
-    token = auth.create_session(db, user=user, kind="browser")
-    response = redirect(request, auth.safe_next(next_path), message)
-    auth.set_session_cookie(response, request, token)
+    _end_browser_session(request, db)
+    token = sessions.create_session(db, user=user, kind="browser")
+    return _with_session(redirect(request, safe_next(next_path), message), request, token)
+
+
+def _with_session(response: Response, request: Request, token: str) -> Response:
+    set_session_cookie(response, request, token)
     return response
+
+
+def _end_browser_session(request: Request, db: SessionDep) -> None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        sessions.end_session(db, token=token)
 
 
 @router.get("/login", name="login")
 def login_form(request: Request, user: CurrentUser, next: str = "") -> Response:
     """Log-in form."""
     if user:
-        return redirect(request, auth.safe_next(next))
+        return redirect(request, safe_next(next))
     return render(request, "auth/login.html", {"values": {"next": next}, "errors": {}})
 
 
@@ -87,19 +100,20 @@ def login(
 ) -> Response:
     """Check the credentials, slowing down and then refusing repeated failures."""
     values = {"username": username, "next": next}
-    keys = auth.throttle_keys(username, auth.client_ip(request))
-    wait = auth.seconds_until_allowed(db, keys=keys)
-    if wait:
-        message = f"Too many failed attempts. Try again in {_duration(wait)}."
+    try:
+        logged_in = accounts.log_in(
+            db, username=username, password=password, client_ip=client_ip(request), kind="browser"
+        )
+    except accounts.LoginThrottledError as exc:
+        message = f"Too many failed attempts. Try again in {_duration(exc.retry_after)}."
         context = {"values": values, "errors": {"form": message}}
         return render(request, "auth/login.html", context, status.HTTP_429_TOO_MANY_REQUESTS)
-    user = auth.authenticate(db, username=username, password=password)
-    if user is None:
-        auth.record_login_failure(db, keys=keys)
-        context = {"values": values, "errors": {"form": auth.INVALID_LOGIN}}
+    except accounts.InvalidLoginError:
+        context = {"values": values, "errors": {"form": accounts.INVALID_LOGIN}}
         return render(request, "auth/login.html", context, status.HTTP_400_BAD_REQUEST)
-    auth.clear_login_failures(db, key=keys[0])
-    return _logged_in(request, db, user, f"Welcome back, {user.username}!", next)
+    _end_browser_session(request, db)
+    response = redirect(request, safe_next(next), f"Welcome back, {logged_in.user.username}!")
+    return _with_session(response, request, logged_in.token)
 
 
 def _duration(seconds: int) -> str:
@@ -112,11 +126,9 @@ def _duration(seconds: int) -> str:
 @router.post("/logout", name="logout", dependencies=[CsrfProtected])
 def logout(request: Request, db: SessionDep) -> Response:
     """End this browser's session on the server."""
-    token = request.cookies.get(auth.SESSION_COOKIE)
-    if token:
-        auth.end_session(db, token=token)
-    response = redirect(request, str(request.url_for("home")), "You have been logged out.")
-    auth.clear_session_cookie(response)
+    _end_browser_session(request, db)
+    response = redirect(request, url_for(request, "home"), "You have been logged out.")
+    clear_cookie(response, SESSION_COOKIE)
     return response
 
 
@@ -124,7 +136,7 @@ def logout(request: Request, db: SessionDep) -> Response:
 
 
 def _account_page(
-    request: Request, user: auth.User, status_code: int = 200, **sections: object
+    request: Request, user: User, status_code: int = 200, **sections: object
 ) -> Response:
     context = {
         "values": {"username": user.username, "email": user.email},
@@ -156,11 +168,11 @@ def update_account(
     if isinstance(result, dict):
         return _account_page(request, user, 422, values=values, errors=result)
     try:
-        crud.update_user(db, user=user, data=result)
-    except crud.DuplicateError as exc:
+        users.update_user(db, user=user, data=result)
+    except DuplicateError as exc:
         errors = {exc.field: exc.message}
         return _account_page(request, user, status.HTTP_409_CONFLICT, values=values, errors=errors)
-    return redirect(request, str(request.url_for("account")), "Your account has been updated.")
+    return redirect(request, url_for(request, "account"), "Your account has been updated.")
 
 
 @router.post("/account/password", name="account_password", dependencies=[CsrfProtected])
@@ -179,14 +191,16 @@ def change_password(
     errors = result if isinstance(result, dict) else {}
     if new_password != confirm_password:
         errors.setdefault("confirm_password", "The passwords do not match")
-    if not errors and not auth.authenticate(db, username=user.username, password=current_password):
+    if not errors and not accounts.authenticate(
+        db, username=user.username, password=current_password
+    ):
         errors["current_password"] = "That is not your current password"
     if errors or isinstance(result, dict):
         return _account_page(request, user, 422, password_errors=errors)
-    keep = request.cookies.get(auth.SESSION_COOKIE)
-    auth.set_password(db, user=user, password=result.new_password, keep_token=keep)
+    keep = request.cookies.get(SESSION_COOKIE)
+    accounts.set_password(db, user=user, password=result.new_password, keep_token=keep)
     message = "Your password has been changed. Other sessions have been logged out."
-    return redirect(request, str(request.url_for("account")), message)
+    return redirect(request, url_for(request, "account"), message)
 
 
 @dataclass(frozen=True)
@@ -205,22 +219,23 @@ async def read_picture_form(request: Request) -> PictureUpload:
     except RequestTooLarge:
         return PictureUpload(error=_too_large_message())
     try:
-        await auth.verify_csrf(request)
+        await verify_csrf(request)
         picture = form.get("picture")
         if not isinstance(picture, UploadFile) or not picture.filename:
             return PictureUpload(error="Choose a picture to upload.")
-        return PictureUpload(data=uploads.read_limited(picture.file))
-    except uploads.PictureError as exc:
+        return PictureUpload(data=media.read_limited(picture.file))
+    except media.PictureError as exc:
         return PictureUpload(error=str(exc))
     finally:
         await form.close()
 
 
 def _too_large_message() -> str:
-    return f"The picture is larger than {uploads.MAX_PICTURE_BYTES // (1024 * 1024)} MB."
+    return f"The picture is larger than {media.MAX_PICTURE_BYTES // (1024 * 1024)} MB."
 
 
 @router.post("/account/picture", name="account_picture")
+@body_limit(UPLOAD_BODY_LIMIT)
 def upload_picture(
     request: Request,
     db: SessionDep,
@@ -233,20 +248,20 @@ def upload_picture(
         status_code = 413 if upload.error == _too_large_message() else 422
         return _account_page(request, user, status_code, picture_error=upload.error)
     try:
-        jpeg = uploads.make_avatar(upload.data)
-    except uploads.PictureError as exc:
+        jpeg = media.make_avatar(upload.data)
+    except media.PictureError as exc:
         return _account_page(request, user, 422, picture_error=str(exc))
-    crud.set_profile_picture(db, user=user, jpeg=jpeg, avatar_dir=settings.avatar_dir)
-    return redirect(request, str(request.url_for("account")), "Your picture has been updated.")
+    users.set_profile_picture(db, user=user, jpeg=jpeg, avatar_dir=settings.avatar_dir)
+    return redirect(request, url_for(request, "account"), "Your picture has been updated.")
 
 
 @router.post("/account/logout-everywhere", name="logout_everywhere", dependencies=[CsrfProtected])
 def logout_everywhere(request: Request, db: SessionDep, user: RequiredUser) -> Response:
     """End every session and API token of this account, this one included."""
-    auth.end_all_sessions(db, user=user)
+    sessions.end_all_sessions(db, user=user)
     message = "You have been logged out everywhere."
-    response = redirect(request, str(request.url_for("login")), message)
-    auth.clear_session_cookie(response)
+    response = redirect(request, url_for(request, "login"), message)
+    clear_cookie(response, SESSION_COOKIE)
     return response
 
 
@@ -265,11 +280,11 @@ def delete_account(
     password: FormText = "",
 ) -> Response:
     """Delete the account and everything in it, once the password confirms it."""
-    if not auth.authenticate(db, username=user.username, password=password):
+    if not accounts.authenticate(db, username=user.username, password=password):
         errors = {"password": "That is not your password"}
         return render(request, "account/delete.html", {"errors": errors}, 422)
-    crud.delete_user(db, user=user, avatar_dir=settings.avatar_dir)
+    users.delete_user(db, user=user, avatar_dir=settings.avatar_dir)
     message = "Your account and your posts have been deleted."
-    response = redirect(request, str(request.url_for("home")), message)
-    auth.clear_session_cookie(response)
+    response = redirect(request, url_for(request, "home"), message)
+    clear_cookie(response, SESSION_COOKIE)
     return response

@@ -1,5 +1,6 @@
 """JSON API under /api."""
 
+import hashlib
 from email.utils import format_datetime
 from typing import Annotated, Any
 
@@ -17,12 +18,6 @@ from fastapi import (
 )
 from fastapi.security import OAuth2PasswordRequestForm
 
-import auth
-import crud
-import search
-import uploads
-from auth import ApiToken, ApiUser
-from config import SettingsDep
 from database import SessionDep
 from models import Post, User
 from schemas import (
@@ -38,18 +33,15 @@ from schemas import (
     UserPublic,
     UserUpdate,
 )
+from services import accounts, media, posts, search, sessions, users
+from web.deps import ApiToken, ApiUser, PageNumber, PerPage, SettingsDep
+from web.middleware import UPLOAD_BODY_LIMIT, BodyLimitedRoute, body_limit
+from web.security import client_ip
 
-MAX_PER_PAGE = 100
-MAX_PAGE = 1_000_000
-
-router = APIRouter(prefix="/api", tags=["api"])
+router = APIRouter(prefix="/api", tags=["api"], route_class=BodyLimitedRoute)
 
 UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
 PostId = Annotated[int, Path(ge=1, le=MAX_ID)]
-PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page number")]
-PerPage = Annotated[
-    int | None, Query(ge=1, le=MAX_PER_PAGE, description="Items per page (default 10)")
-]
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -75,7 +67,7 @@ LIST_HEADERS = {
 
 
 def _paginate(
-    request: Request, response: Response, page: crud.PostPage | crud.SearchResults
+    request: Request, response: Response, page: posts.PostPage | posts.SearchResults
 ) -> list[Post]:
     """Advertise neighbouring pages in a Link header; the body stays a plain array."""
     links = []
@@ -96,29 +88,32 @@ def issue_token(
     request: Request, db: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
 ) -> Any:
     """Exchange a username and password for a bearer token (OAuth2 password flow)."""
-    keys = auth.throttle_keys(form.username, auth.client_ip(request))
-    wait = auth.seconds_until_allowed(db, keys=keys)
-    if wait:
+    try:
+        logged_in = accounts.log_in(
+            db,
+            username=form.username,
+            password=form.password,
+            client_ip=client_ip(request),
+            kind="api",
+        )
+    except accounts.LoginThrottledError as exc:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             "Too many failed attempts; try again later",
-            headers={"Retry-After": str(wait)},
-        )
-    user = auth.authenticate(db, username=form.username, password=form.password)
-    if user is None:
-        auth.record_login_failure(db, keys=keys)
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from exc
+    except accounts.InvalidLoginError as exc:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, auth.INVALID_LOGIN, {"WWW-Authenticate": "Bearer"}
-        )
-    auth.clear_login_failures(db, key=keys[0])
-    return Token(access_token=auth.create_session(db, user=user, kind="api"))
+            status.HTTP_401_UNAUTHORIZED, accounts.INVALID_LOGIN, {"WWW-Authenticate": "Bearer"}
+        ) from exc
+    return Token(access_token=logged_in.token)
 
 
 @router.delete("/token", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH)
 def revoke_token(db: SessionDep, user: ApiUser, token: ApiToken) -> None:
     """Revoke the token used for this request."""
     if token:
-        auth.end_session(db, token=token)
+        sessions.end_session(db, token=token)
 
 
 # ---------------------------------------------------------------- users
@@ -132,7 +127,7 @@ def revoke_token(db: SessionDep, user: ApiUser, token: ApiToken) -> None:
 )
 def create_user(data: UserCreate, db: SessionDep) -> Any:
     """Create an account."""
-    return crud.create_user(db, data=data)
+    return users.create_user(db, data=data)
 
 
 @router.get("/users/me", response_model=UserPrivate, responses=AUTH)
@@ -144,7 +139,7 @@ def read_me(user: ApiUser) -> Any:
 @router.patch("/users/me", response_model=UserPrivate, responses=AUTH | CONFLICT | BODY)
 def update_me(data: UserUpdate, db: SessionDep, user: ApiUser) -> Any:
     """Change the authenticated user's username or email."""
-    return crud.update_user(db, user=user, data=data)
+    return users.update_user(db, user=user, data=data)
 
 
 @router.put(
@@ -156,12 +151,13 @@ def change_my_password(
     data: PasswordChange, db: SessionDep, user: ApiUser, token: ApiToken
 ) -> None:
     """Change the password; every other session and token is revoked."""
-    if not auth.authenticate(db, username=user.username, password=data.current_password):
+    if not accounts.authenticate(db, username=user.username, password=data.current_password):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "The current password is incorrect")
-    auth.set_password(db, user=user, password=data.new_password, keep_token=token)
+    accounts.set_password(db, user=user, password=data.new_password, keep_token=token)
 
 
 @router.put("/users/me/picture", response_model=UserPrivate, responses=AUTH | BODY | TOO_LARGE)
+@body_limit(UPLOAD_BODY_LIMIT)
 def upload_my_picture(
     picture: Annotated[bytes, File(description="JPEG, PNG, WebP or GIF")],
     db: SessionDep,
@@ -170,26 +166,26 @@ def upload_my_picture(
 ) -> Any:
     """Replace the profile picture (cropped to a square and resized)."""
     try:
-        jpeg = uploads.make_avatar(picture)
-    except uploads.PictureError as exc:
+        jpeg = media.make_avatar(picture)
+    except media.PictureError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-    return crud.set_profile_picture(db, user=user, jpeg=jpeg, avatar_dir=settings.avatar_dir)
+    return users.set_profile_picture(db, user=user, jpeg=jpeg, avatar_dir=settings.avatar_dir)
 
 
 @router.delete("/users/me", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH)
 def delete_me(db: SessionDep, settings: SettingsDep, user: ApiUser) -> None:
     """Delete the authenticated user, their posts and their picture."""
-    crud.delete_user(db, user=user, avatar_dir=settings.avatar_dir)
+    users.delete_user(db, user=user, avatar_dir=settings.avatar_dir)
 
 
 @router.get("/users/{user_id}", response_model=UserPublic, responses=NOT_FOUND | INVALID)
 def read_user(user_id: UserId, db: SessionDep) -> Any:
     """Read a user's public profile."""
-    return crud.get_user_or_404(db, user_id=user_id)
+    return users.get_existing_user(db, user_id=user_id)
 
 
 def _only_self(user_id: int, db: SessionDep, user: User) -> User:
-    target = crud.get_user_or_404(db, user_id=user_id)
+    target = users.get_existing_user(db, user_id=user_id)
     if target.id != user.id:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "You may only change your own account")
     return target
@@ -202,7 +198,7 @@ def _only_self(user_id: int, db: SessionDep, user: User) -> User:
 )
 def update_user(user_id: UserId, data: UserUpdate, db: SessionDep, user: ApiUser) -> Any:
     """Change a user's username or email (only your own)."""
-    return crud.update_user(db, user=_only_self(user_id, db, user), data=data)
+    return users.update_user(db, user=_only_self(user_id, db, user), data=data)
 
 
 @router.delete(
@@ -213,7 +209,7 @@ def update_user(user_id: UserId, data: UserUpdate, db: SessionDep, user: ApiUser
 def delete_user(user_id: UserId, db: SessionDep, settings: SettingsDep, user: ApiUser) -> None:
     """Delete a user and all their posts (only yourself)."""
     target = _only_self(user_id, db, user)
-    crud.delete_user(db, user=target, avatar_dir=settings.avatar_dir)
+    users.delete_user(db, user=target, avatar_dir=settings.avatar_dir)
 
 
 @router.get(
@@ -231,8 +227,8 @@ def list_user_posts(
     per_page: PerPage = None,
 ) -> Any:
     """List one user's posts, newest first."""
-    author = crud.get_user_or_404(db, user_id=user_id)
-    listing = crud.list_posts(
+    author = users.get_existing_user(db, user_id=user_id)
+    listing = posts.list_posts(
         db, page=page, per_page=per_page or settings.page_size, author_id=author.id
     )
     return _paginate(request, response, listing)
@@ -267,9 +263,9 @@ def list_posts(
     size = per_page or settings.page_size
     if q is not None:
         return _paginate(
-            request, response, crud.search_posts(db, query=q, page=page, per_page=size)
+            request, response, posts.search_posts(db, query=q, page=page, per_page=size)
         )
-    return _paginate(request, response, crud.list_posts(db, page=page, per_page=size))
+    return _paginate(request, response, posts.list_posts(db, page=page, per_page=size))
 
 
 @router.post(
@@ -280,14 +276,14 @@ def list_posts(
 )
 def create_post(data: PostCreate, db: SessionDep, user: ApiUser) -> Any:
     """Publish a post as the authenticated user."""
-    return crud.create_post(db, data=data, author=user)
+    return posts.create_post(db, data=data, author=user)
 
 
 @router.get("/posts/{post_id}", response_model=PostPublic, responses=NOT_FOUND | INVALID)
 def read_post(post_id: PostId, db: SessionDep, response: Response) -> Any:
     """Read one post. Its ETag may be sent back in If-Match when editing it."""
-    post = crud.get_post_or_404(db, post_id=post_id)
-    response.headers["ETag"] = crud.post_etag(post)
+    post = posts.get_post(db, post_id=post_id)
+    response.headers["ETag"] = post_etag(post)
     response.headers["Last-Modified"] = format_datetime(post.updated_at, usegmt=True)
     return post
 
@@ -315,14 +311,23 @@ def _edit(
     response: Response,
 ) -> Post:
     """The shared body of PUT and PATCH: author check, precondition, then the update."""
-    post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
-    if if_match is not None and not _etag_matches(crud.post_etag(post), if_match):
+    post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
+    if if_match is not None and not _etag_matches(post_etag(post), if_match):
         raise HTTPException(
             status.HTTP_412_PRECONDITION_FAILED, "The post has changed since you fetched it"
         )
-    post = crud.update_post(db, post=post, data=data)
-    response.headers["ETag"] = crud.post_etag(post)
+    post = posts.update_post(db, post=post, data=data)
+    response.headers["ETag"] = post_etag(post)
     return post
+
+
+def post_etag(post: Post) -> str:
+    """A strong validator for a post's API representation: its version plus the author
+    fields shown with it (they change without touching the post)."""
+    author = hashlib.blake2b(
+        f"{post.author.username}\0{post.author.image_file}".encode(), digest_size=6
+    ).hexdigest()
+    return f'"p{post.id}v{post.version}a{author}"'
 
 
 def _etag_matches(current: str, if_match: str) -> bool:
@@ -360,5 +365,5 @@ def update_post(
 @router.delete("/posts/{post_id}", status_code=status.HTTP_204_NO_CONTENT, responses=AUTHOR_ONLY)
 def delete_post(post_id: PostId, db: SessionDep, user: ApiUser) -> None:
     """Delete a post (its author only)."""
-    post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
-    crud.delete_post(db, post=post)
+    post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
+    posts.delete_post(db, post=post)

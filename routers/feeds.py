@@ -15,17 +15,23 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import PlainTextResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-import crud
-from auth import get_current_user
-from config import SettingsDep
+from config import utcnow
 from database import SessionDep
-from errors import API_PREFIX
 from models import Post, User
-from templating import TEMPLATE_DIR
+from services import posts, users
+from web.deps import SettingsDep, get_current_user
+from web.errors import API_PREFIX
+from web.middleware import BodyLimitedRoute
+from web.templating import TEMPLATE_DIR
+from web.urls import url_for
 
 # Looking the session up costs nothing without a cookie (feed readers and crawlers send
 # none), and keeps the header of an error page (an unknown author's feed) right for a person.
-router = APIRouter(include_in_schema=False, dependencies=[Depends(get_current_user)])
+router = APIRouter(
+    include_in_schema=False,
+    dependencies=[Depends(get_current_user)],
+    route_class=BodyLimitedRoute,
+)
 
 FEED_SIZE = 20
 # The sitemap protocol's limit for one file (it also caps a file at 50 MB; 50,000 of these
@@ -105,11 +111,11 @@ class Feed:
 
 
 def _person(request: Request, user: User) -> Person:
-    return Person(xml_text(user.username), str(request.url_for("user_posts", user_id=user.id)))
+    return Person(xml_text(user.username), str(url_for(request, "user_posts", user_id=user.id)))
 
 
 def _entry(request: Request, post: Post) -> Entry:
-    url = str(request.url_for("post_detail", post_id=post.id))
+    url = str(url_for(request, "post_detail", post_id=post.id))
     return Entry(
         id=url,
         title=xml_text(post.title),
@@ -123,7 +129,7 @@ def _entry(request: Request, post: Post) -> Entry:
 
 def _atom_response(
     request: Request,
-    posts: list[Post],
+    entries: list[Post],
     *,
     title: str,
     self_url: str,
@@ -131,7 +137,7 @@ def _atom_response(
     author: Person | None = None,
 ) -> Response:
     # An empty feed has no entry to date it by; "now" never tells a reader it has seen it all.
-    updated = max((post.updated_at for post in posts), default=datetime.now(UTC))
+    updated = max((post.updated_at for post in entries), default=utcnow())
     settings = request.app.state.settings
     feed = Feed(
         id=self_url,
@@ -141,7 +147,7 @@ def _atom_response(
         alternate_url=alternate_url,
         generator=xml_text(settings.site_name),
         author=author,
-        entries=[_entry(request, post) for post in posts],
+        entries=[_entry(request, post) for post in entries],
     )
     body = xml_templates.get_template("feeds/atom.xml").render(feed=feed)
     last_modified = format_datetime(updated.astimezone(UTC), usegmt=True)
@@ -151,27 +157,27 @@ def _atom_response(
 @router.get("/feed.xml", name="site_feed")
 def site_feed(request: Request, db: SessionDep, settings: SettingsDep) -> Response:
     """The newest posts from every author."""
-    listing = crud.list_posts(db, page=1, per_page=FEED_SIZE)
+    listing = posts.list_posts(db, page=1, per_page=FEED_SIZE)
     return _atom_response(
         request,
         listing.posts,
         title=settings.site_name,
-        self_url=str(request.url_for("site_feed")),
-        alternate_url=str(request.url_for("home")),
+        self_url=str(url_for(request, "site_feed")),
+        alternate_url=str(url_for(request, "home")),
     )
 
 
 @router.get("/users/{user_id:int}/feed.xml", name="user_feed")
 def user_feed(request: Request, user_id: int, db: SessionDep, settings: SettingsDep) -> Response:
     """One author's newest posts."""
-    author = crud.get_user_or_404(db, user_id=user_id)
-    listing = crud.list_posts(db, page=1, per_page=FEED_SIZE, author_id=author.id)
+    author = users.get_existing_user(db, user_id=user_id)
+    listing = posts.list_posts(db, page=1, per_page=FEED_SIZE, author_id=author.id)
     return _atom_response(
         request,
         listing.posts,
         title=f"Posts by {author.username} · {settings.site_name}",
-        self_url=str(request.url_for("user_feed", user_id=author.id)),
-        alternate_url=str(request.url_for("user_posts", user_id=author.id)),
+        self_url=str(url_for(request, "user_feed", user_id=author.id)),
+        alternate_url=str(url_for(request, "user_posts", user_id=author.id)),
         author=_person(request, author),
     )
 
@@ -186,11 +192,11 @@ class SitemapUrl:
 
 
 def _url_maker(request: Request, name: str, param: str) -> Callable[[int], str]:
-    """`request.url_for(name, **{param: n})` as a function of the integer n, resolved once:
+    """`url_for(request, name, **{param: n})` as a function of the integer n, resolved once:
     looking the route up for each of 50,000 addresses would take seconds."""
-    parts = str(request.url_for(name, **{param: _URL_MARKER})).split(str(_URL_MARKER))
+    parts = str(url_for(request, name, **{param: _URL_MARKER})).split(str(_URL_MARKER))
     if len(parts) != 2:  # the marker's digits elsewhere in the URL too: resolve each time
-        return lambda value: str(request.url_for(name, **{param: value}))
+        return lambda value: str(url_for(request, name, **{param: value}))
     prefix, suffix = parts
     return lambda value: f"{prefix}{value}{suffix}"
 
@@ -206,33 +212,33 @@ def sitemap(request: Request, db: SessionDep, settings: SettingsDep) -> Response
     budget = SITEMAP_MAX_URLS - 1  # the home page
     post_url = _url_maker(request, "post_detail", "post_id")
     author_url = _url_maker(request, "user_posts", "user_id")
-    rows = crud.newest_post_stamps(db, limit=budget)
-    posts: list[SitemapUrl] = []
+    rows = posts.newest_post_stamps(db, limit=budget)
+    post_urls: list[SitemapUrl] = []
     author_lastmod: dict[int, datetime] = {}
     for post_id, author_id, updated_at in rows:
         new_author = author_id not in author_lastmod
-        if len(posts) + len(author_lastmod) + 1 + new_author > budget:
+        if len(post_urls) + len(author_lastmod) + 1 + new_author > budget:
             break
-        posts.append(SitemapUrl(post_url(post_id), rfc3339(updated_at)))
+        post_urls.append(SitemapUrl(post_url(post_id), rfc3339(updated_at)))
         if new_author or updated_at > author_lastmod[author_id]:
             author_lastmod[author_id] = updated_at
     # The home page shows the newest page of posts.
     home_updates = [updated_at for _, _, updated_at in rows[: settings.page_size]]
     home = SitemapUrl(
-        str(request.url_for("home")), rfc3339(max(home_updates)) if home_updates else None
+        str(url_for(request, "home")), rfc3339(max(home_updates)) if home_updates else None
     )
     authors = [
         SitemapUrl(author_url(author_id), rfc3339(lastmod))
         for author_id, lastmod in author_lastmod.items()
     ]
-    body = xml_templates.get_template("feeds/sitemap.xml").render(urls=[home, *posts, *authors])
+    body = xml_templates.get_template("feeds/sitemap.xml").render(urls=[home, *post_urls, *authors])
     return Response(body, media_type=XML_MEDIA_TYPE)
 
 
 @router.get("/robots.txt", response_class=PlainTextResponse, name="robots")
 def robots(request: Request) -> PlainTextResponse:
     """Everything public may be crawled; forms, the account and the API may not."""
-    disallowed = [request.url_for(name).path for name in ROBOTS_DISALLOWED_ROUTES]
+    disallowed = [url_for(request, name).path for name in ROBOTS_DISALLOWED_ROUTES]
     root_path = request.scope.get("root_path", "")
     disallowed.append(f"{root_path}{API_PREFIX}/")
     lines = [
@@ -240,6 +246,6 @@ def robots(request: Request) -> PlainTextResponse:
         *(f"Disallow: {path}" for path in disallowed),
         f"Allow: {root_path}/",
         "",
-        f"Sitemap: {request.url_for('sitemap')}",
+        f"Sitemap: {url_for(request, 'sitemap')}",
     ]
     return PlainTextResponse("\n".join(lines) + "\n")

@@ -1,27 +1,25 @@
 """Public pages: post listings, single posts and author pages."""
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse
 
-import crud
-import search
-from auth import get_current_user
-from config import SettingsDep
 from database import SessionDep
-from routers.api import MAX_PAGE
-from templating import render
+from services import posts, search, users
+from web.deps import PageNumber, SettingsDep, get_current_user
+from web.middleware import BodyLimitedRoute
+from web.templating import render
 
 # Every page shows who is logged in, so every page looks the session up.
-router = APIRouter(include_in_schema=False, dependencies=[Depends(get_current_user)])
-
-PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+router = APIRouter(
+    include_in_schema=False,
+    dependencies=[Depends(get_current_user)],
+    route_class=BodyLimitedRoute,
+)
 # Pages show two page numbers beyond the current one when they exist.
 LOOKAHEAD_PAGES = 2
 
 
-def _require_rows(listing: crud.PostPage) -> None:
+def _require_rows(listing: posts.PostPage) -> None:
     # Page 1 may be empty (the friendly empty state); later pages past the end do not exist.
     if listing.number > 1 and not listing.posts:
         raise HTTPException(status.HTTP_404_NOT_FOUND)
@@ -31,7 +29,7 @@ def _require_rows(listing: crud.PostPage) -> None:
 @router.get("/posts", response_class=HTMLResponse, name="posts")
 def home(request: Request, db: SessionDep, settings: SettingsDep, page: PageNumber = 1) -> Response:
     """Newest posts from every author."""
-    listing = crud.list_posts(
+    listing = posts.list_posts(
         db, page=page, per_page=settings.page_size, lookahead_pages=LOOKAHEAD_PAGES
     )
     _require_rows(listing)
@@ -41,7 +39,7 @@ def home(request: Request, db: SessionDep, settings: SettingsDep, page: PageNumb
 @router.get("/posts/{post_id:int}", response_class=HTMLResponse, name="post_detail")
 def post_detail(request: Request, post_id: int, db: SessionDep) -> Response:
     """One post."""
-    post = crud.get_post_or_404(db, post_id=post_id)
+    post = posts.get_post(db, post_id=post_id)
     return render(request, "posts/detail.html", {"post": post})
 
 
@@ -54,8 +52,8 @@ def user_posts(
     page: PageNumber = 1,
 ) -> Response:
     """An author's page: their avatar and their posts."""
-    author = crud.get_user_or_404(db, user_id=user_id)
-    listing = crud.list_posts(
+    author = users.get_existing_user(db, user_id=user_id)
+    listing = posts.list_posts(
         db,
         page=page,
         per_page=settings.page_size,
@@ -71,6 +69,6 @@ def search_page(
     request: Request, db: SessionDep, settings: SettingsDep, q: str = "", page: PageNumber = 1
 ) -> HTMLResponse:
     """Full-text search over titles and content."""
-    results = crud.search_posts(db, query=q, page=page, per_page=settings.page_size)
+    results = posts.search_posts(db, query=q, page=page, per_page=settings.page_size)
     context = {"query": q, "results": results, "search_candidates": search.CANDIDATES}
     return render(request, "search.html", context)

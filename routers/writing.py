@@ -2,15 +2,22 @@
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
-import auth
-import crud
-from auth import CsrfProtected, RequiredUser
 from database import SessionDep
-from routers.forms import Errors, FormText, validate
 from schemas import PostReplace
-from templating import redirect, render
+from services import posts
+from services.errors import EditConflictError
+from web.deps import RequiredUser, get_current_user
+from web.forms import Errors, FormText, validate
+from web.middleware import BodyLimitedRoute
+from web.security import CsrfProtected
+from web.templating import redirect, render
+from web.urls import url_for
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(auth.get_current_user)])
+router = APIRouter(
+    include_in_schema=False,
+    dependencies=[Depends(get_current_user)],
+    route_class=BodyLimitedRoute,
+)
 
 
 def _post_form(
@@ -24,7 +31,7 @@ def _post_form(
     context = {"values": values, "errors": errors, "post_id": post_id, "preview": None}
     if preview is not None:
         # The same renderer and fields the post page uses, so the preview is exactly it.
-        context["preview"] = {"title": preview.title, **crud.rendered_fields(preview.content)}
+        context["preview"] = {"title": preview.title, **posts.rendered_fields(preview.content)}
     return render(request, "posts/form.html", context, status_code)
 
 
@@ -53,15 +60,15 @@ def create_post(
         return _post_form(request, values, result, None, 422)
     if action == PREVIEW:
         return _post_form(request, values, {}, None, 200, preview=result)
-    post = crud.create_post(db, data=result, author=user)
-    url = str(request.url_for("post_detail", post_id=post.id))
+    post = posts.create_post(db, data=result, author=user)
+    url = url_for(request, "post_detail", post_id=post.id)
     return redirect(request, url, "Your post has been published.")
 
 
 @router.get("/posts/{post_id:int}/edit", name="post_edit")
 def edit_post_form(request: Request, post_id: int, db: SessionDep, user: RequiredUser) -> Response:
     """Form to edit a post (its author only)."""
-    post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
+    post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
     values = {"title": post.title, "content": post.content, "version": str(post.version)}
     return _post_form(request, values, {}, post.id, 200)
 
@@ -84,7 +91,7 @@ def update_post(
     action: FormText = "",
 ) -> Response:
     """Save changes to a post, or show a preview of them."""
-    post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
+    post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
     values = {"title": title, "content": content, "version": version}
     result = validate(PostReplace, {"title": title, "content": content})
     if isinstance(result, dict):
@@ -92,10 +99,10 @@ def update_post(
     if action == PREVIEW:
         return _post_form(request, values, {}, post.id, 200, preview=result)
     try:
-        crud.update_post(db, post=post, data=result, expected_version=_int_or_none(version))
-    except crud.EditConflictError:
+        posts.update_post(db, post=post, data=result, expected_version=_int_or_none(version))
+    except EditConflictError:
         return _conflict_form(request, db, values, post_id)
-    url = str(request.url_for("post_detail", post_id=post.id))
+    url = url_for(request, "post_detail", post_id=post.id)
     return redirect(request, url, "Your post has been updated.")
 
 
@@ -109,7 +116,7 @@ def _conflict_form(
     """The form again with the user's text, the saved version beside it, and that version's
     number, so saving again is a deliberate choice."""
     db.expire_all()
-    current = crud.get_post_or_404(db, post_id=post_id)
+    current = posts.get_post(db, post_id=post_id)
     values = {**values, "version": str(current.version)}
     context = {
         "values": values,
@@ -126,13 +133,13 @@ def delete_post_form(
     request: Request, post_id: int, db: SessionDep, user: RequiredUser
 ) -> Response:
     """Ask for confirmation before deleting a post."""
-    post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
+    post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
     return render(request, "posts/delete.html", {"post": post})
 
 
 @router.post("/posts/{post_id:int}/delete", name="post_delete_submit", dependencies=[CsrfProtected])
 def delete_post(request: Request, post_id: int, db: SessionDep, user: RequiredUser) -> Response:
     """Delete a post."""
-    post = crud.get_post_or_404(db, post_id=post_id, user=user, check_author=True)
-    crud.delete_post(db, post=post)
-    return redirect(request, str(request.url_for("home")), "Your post has been deleted.")
+    post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
+    posts.delete_post(db, post=post)
+    return redirect(request, url_for(request, "home"), "Your post has been deleted.")

@@ -1,7 +1,6 @@
 """Fixtures: every database test runs against SQLite and a real PostgreSQL server."""
 
 import itertools
-import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,13 +13,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
-from auth import SESSION_COOKIE, create_session, hash_password
 from config import Settings
-from crud import rendered_fields
 from database import Base, Database
 from main import create_app
 from models import Post, User
-from tests.pg import PostgresCluster
+from services.passwords import hash_password
+from services.posts import rendered_fields
+from services.sessions import create_session
+from tests.support.accounts import PASSWORD
+from tests.support.pg import PostgresCluster
+from web.cookies import SESSION_COOKIE
 
 BACKENDS = ["sqlite", "postgresql"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,34 +190,6 @@ def count_statements(app: FastAPI) -> Iterator[Callable[[], StatementCounter]]:
     yield start
     for counter in counters:
         event.remove(engine, "before_cursor_execute", counter)
-
-
-PASSWORD = "correct horse battery staple"
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def csrf_from(html: str) -> str:
-    match = CSRF_INPUT.search(html)
-    assert match, "page has no CSRF token"
-    return match.group(1)
-
-
-def form_token(client: TestClient, path: str) -> str:
-    """GET a page with a form and return the CSRF token it carries."""
-    response = client.get(path)
-    assert response.status_code == 200, (path, response.status_code)
-    return csrf_from(response.text)
-
-
-def login(client: TestClient, username: str, password: str = PASSWORD) -> None:
-    """Log in through the real form."""
-    token = form_token(client, "/login")
-    response = client.post(
-        "/login",
-        data={"username": username, "password": password, "csrf_token": token},
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from models import Post, User
-from tests.conftest import PASSWORD, form_token
+from tests.support.accounts import PASSWORD, form_token
 
 
 def png_bytes(size=(400, 250), color=(200, 40, 40)) -> bytes:
@@ -145,8 +145,8 @@ def test_failed_commit_leaves_no_orphaned_file(app, settings, make_user):
     """The file is written before the commit; if the commit fails, the file must go too."""
     from sqlalchemy import event
 
-    import crud
-    from uploads import make_avatar
+    from services.media import make_avatar
+    from services.users import set_profile_picture
 
     def fail_when_saving_a_picture(session, *args):
         if any(isinstance(obj, User) and obj.image_file for obj in session.dirty):
@@ -158,7 +158,7 @@ def test_failed_commit_leaves_no_orphaned_file(app, settings, make_user):
     try:
         user = session.get(User, user_id)
         with pytest.raises(RuntimeError):
-            crud.set_profile_picture(
+            set_profile_picture(
                 session, user=user, jpeg=make_avatar(png_bytes()), avatar_dir=settings.avatar_dir
             )
         session.refresh(user)
@@ -257,7 +257,7 @@ def test_profile_update_conflict_keeps_input(client, author, make_user):
 def test_delete_account_needs_password_and_removes_everything(
     client, db, settings, make_account, make_post
 ):
-    from tests.conftest import login
+    from tests.support.accounts import login
 
     user = make_account("goner")
     make_post(user)

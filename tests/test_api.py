@@ -78,10 +78,10 @@ def test_duplicate_user_is_409(client, db: Session, first, second):
 
 def test_duplicate_from_a_racing_request_is_409_not_500(client, db: Session, monkeypatch):
     """The early check can miss a concurrent insert; the unique constraint must still give 409."""
-    import crud
+    from services import users
 
     create_user(client, "alice")
-    monkeypatch.setattr(crud, "_ensure_unique", lambda *args, **kwargs: None)
+    monkeypatch.setattr(users, "_ensure_unique", lambda *args, **kwargs: None)
     body = {"username": "alice", "email": "other@example.com", "password": PASSWORD}
     response = client.post("/api/users", json=body)
     assert response.status_code == 409

@@ -5,11 +5,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from auth import SESSION_COOKIE, _digest, safe_next
-from config import Settings
+from config import Settings, utcnow
 from main import create_app
-from models import AuthSession, LoginFailure, User, utcnow
-from tests.conftest import PASSWORD, form_token, login
+from models import AuthSession, LoginFailure, User
+from services.sessions import _digest
+from tests.support.accounts import PASSWORD, form_token, login
+from web.cookies import SESSION_COOKIE
+from web.security import safe_next
 
 
 def register(client, username="newbie", email=None, password=PASSWORD, confirm=None):
@@ -131,12 +133,12 @@ def test_login_failure_says_the_same_for_unknown_user_and_wrong_password(client,
 
 
 def test_unknown_user_still_costs_a_hash(client, monkeypatch):
-    import auth
+    from services import passwords
 
     calls = []
-    real_verify = auth.password_hasher.verify_and_update
+    real_verify = passwords.password_hasher.verify_and_update
     monkeypatch.setattr(
-        auth.password_hasher,
+        passwords.password_hasher,
         "verify_and_update",
         lambda *a, **k: calls.append(1) or real_verify(*a, **k),
     )
@@ -346,7 +348,7 @@ def test_anonymous_is_sent_to_login_and_brought_back(client, make_account):
     assert response.headers["location"].endswith("/login?next=%2Fposts%2Fnew")
     page = client.get(response.headers["location"])
     assert 'name="next" value="/posts/new"' in page.text
-    from tests.conftest import csrf_from
+    from tests.support.accounts import csrf_from
 
     back = client.post(
         "/login",

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from models import Post, User
-from tests.conftest import form_token
+from tests.support.accounts import form_token
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from backup import libpq_url, pg_tool
-from tests.load import ROOT, Ledger, PostWriter, register
-from tests.server import migrate
-from tests.server_group import ServerGroup
+from services.backup import libpq_url, pg_tool
+from tests.support.load import ROOT, Ledger, PostWriter, register
+from tests.support.server import migrate
+from tests.support.server_group import ServerGroup
 from tests.test_reliability import integrity_check, join_all, sqlite_path, stored_posts
 
 _names = itertools.count(1)
@@ -31,7 +31,7 @@ def test_online_backup_while_writing(empty_database_url, backend, tmp_path, requ
     migrate(empty_database_url)
     # A few thousand posts, so that the copy takes long enough for writes to overlap it.
     subprocess.run(
-        [sys.executable, "-m", "seed", "--users", "5", "--posts", "3000"],
+        [sys.executable, "-m", "services.seed", "--users", "5", "--posts", "3000"],
         cwd=ROOT,
         env={**os.environ, "DATABASE_URL": empty_database_url},
         check=True,
@@ -68,7 +68,7 @@ def test_online_backup_while_writing(empty_database_url, backend, tmp_path, requ
                 before = {post_id: post.title for post_id, post in ledger.posts.items()}
             started = time.monotonic()
             result = subprocess.run(
-                [sys.executable, "-m", "backup", "--output", str(output)],
+                [sys.executable, "-m", "services.backup", "--output", str(output)],
                 cwd=ROOT,
                 env={**os.environ, "DATABASE_URL": empty_database_url},
                 capture_output=True,

@@ -6,10 +6,11 @@ import re
 import pytest
 from sqlalchemy import select
 
-import crud
 from models import Post
 from schemas import PostUpdate
-from tests.conftest import form_token
+from services import posts
+from services.errors import EditConflictError
+from tests.support.accounts import form_token
 
 
 @pytest.fixture
@@ -63,11 +64,11 @@ def test_concurrent_commit_is_detected_by_the_version_column(app, backend, post)
     first = app.state.database.session(write=True)
     second = app.state.database.session(write=True)
     try:
-        mine = crud.get_post_or_404(first, post_id=post.id)
-        theirs = crud.get_post_or_404(second, post_id=post.id)
-        crud.update_post(first, post=mine, data=PostUpdate(title="Mine"))
-        with pytest.raises(crud.EditConflictError):
-            crud.update_post(second, post=theirs, data=PostUpdate(title="Theirs"))
+        mine = posts.get_post(first, post_id=post.id)
+        theirs = posts.get_post(second, post_id=post.id)
+        posts.update_post(first, post=mine, data=PostUpdate(title="Mine"))
+        with pytest.raises(EditConflictError):
+            posts.update_post(second, post=theirs, data=PostUpdate(title="Theirs"))
     finally:
         first.close()
         second.close()

@@ -37,10 +37,11 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 import main
-from auth import create_session, hash_password
-from crud import rendered_fields
 from database import Database
 from models import AuthSession, LoginFailure, Post, User
+from services.passwords import hash_password
+from services.posts import rendered_fields
+from services.sessions import create_session
 
 PASSWORD = "correct horse battery staple"
 

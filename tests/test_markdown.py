@@ -7,8 +7,8 @@ from urllib.parse import unquote
 
 import pytest
 
-import markdown_render
-from markdown_render import (
+from services import markdown as markdown_render
+from services.markdown import (
     RENDERER_VERSION,
     excerpt,
     plain_text,

@@ -61,7 +61,7 @@ def test_each_pooled_sqlite_connection_caches_little(tmp_path):
 PROBE = """
 import threading
 import main
-from auth import hash_password
+from services.passwords import hash_password
 
 def resident_kib():
     for line in open("/proc/self/status"):

@@ -145,7 +145,7 @@ def test_search_stays_in_step_after_stepping_down_and_up(engine, empty_database_
         )
     from sqlalchemy.orm import Session
 
-    from search import find
+    from services.search import find
 
     with Session(engine) as session:
         assert [hit.post_id for hit in find(session, query="zebra", limit=5, offset=0).hits] == [1]

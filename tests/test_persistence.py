@@ -3,8 +3,8 @@
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD
-from tests.server import migrate, running_server
+from tests.support.accounts import PASSWORD
+from tests.support.server import migrate, running_server
 
 pytestmark = pytest.mark.server
 

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, insert
 
-from crud import rendered_fields, rerender_stale_posts
 from models import Post, User
+from services.posts import rendered_fields, rerender_stale_posts
 
 LIST_PATHS = [
     "/",

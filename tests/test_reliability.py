@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 from sqlalchemy import create_engine, text
 
-from tests.conftest import PASSWORD, csrf_from
-from tests.load import (
+from tests.support.accounts import PASSWORD, csrf_from
+from tests.support.load import (
     CLIENT_TIMEOUT_S,
     Ledger,
     PictureUploader,
@@ -30,8 +30,8 @@ from tests.load import (
     check_posts,
     register,
 )
-from tests.server import migrate
-from tests.server_group import ORPHAN_GRACE_S, ServerGroup, fresh_client, served_by
+from tests.support.server import migrate
+from tests.support.server_group import ORPHAN_GRACE_S, ServerGroup, fresh_client, served_by
 
 LOAD_SECONDS = float(os.environ.get("INKWELL_LOAD_SECONDS", "8"))
 CLIENTS = 32

@@ -2,8 +2,8 @@
 
 import pytest
 
-import search
-from search import highlight, search_terms
+from services import search
+from services.search import highlight, search_terms
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Unit tests for uploads.py; every picture is generated here with Pillow or by hand."""
+"""Unit tests for services/media.py; every picture is generated here with Pillow or by hand."""
 
 import os
 import re
@@ -13,8 +13,8 @@ import pytest
 from PIL import Image, ImageFile
 from PIL.PngImagePlugin import PngInfo
 
-import uploads
-from uploads import (
+from services import media as uploads
+from services.media import (
     AVATAR_SIZE,
     MAX_PICTURE_BYTES,
     PictureError,
@@ -403,7 +403,7 @@ def test_remove_avatar_refuses_other_names(
 
 
 def test_remove_orphans_spares_referenced_young_and_foreign_files(tmp_path: Path) -> None:
-    from uploads import remove_orphans
+    from services.media import remove_orphans
 
     kept, orphan, young = ("a" * 32 + ".jpg", "b" * 32 + ".jpg", "c" * 32 + ".jpg")
     temporary, foreign = ("." + "d" * 32 + ".tmp", "notes.txt")

@@ -27,12 +27,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from markdown_render import excerpt
 from routers.feeds import xml_text
 from schemas import USERNAME_PATTERN, plain_line
-from search import MARK_END, MARK_START
-from tests.conftest import PASSWORD, csrf_from, form_token
-from tests.xss_tools import (
+from services.markdown import excerpt
+from services.search import MARK_END, MARK_START
+from tests.support.accounts import PASSWORD, csrf_from, form_token
+from tests.support.xss_tools import (
     ATOM,
     NEXT_TARGETS,
     PAYLOADS,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.server import ROOT, migrate, running_server
+from tests.support.server import ROOT, migrate, running_server
 
 E2E_DIR = Path(__file__).resolve().parent
 ARTIFACTS_DIR = ROOT / "test-artifacts"

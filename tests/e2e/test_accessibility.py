@@ -22,7 +22,7 @@ from tests.e2e.api_helpers import (
     upload_picture,
 )
 from tests.e2e.conftest import E2E_DIR
-from tests.server import ROOT
+from tests.support.server import ROOT
 
 AXE_JS = E2E_DIR / "node_modules" / "axe-core" / "axe.min.js"
 BLOCKING_IMPACTS = frozenset({"serious", "critical"})

@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route
 
 from tests.e2e.api_helpers import create_post, create_user, get_token, unique_username
-from tests.xss_tools import PAYLOADS, markdown_document
+from tests.support.xss_tools import PAYLOADS, markdown_document
 
 MARKER = "window.__xss=1"
 EVENTS = ["mouseover", "mouseenter", "focus", "focusin", "load", "error", "toggle", "input"]

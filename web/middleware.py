@@ -1,5 +1,5 @@
-"""HTTP plumbing: streaming request-body limits, ETag/304 for rendered documents, long-lived
-caching for fingerprinted static files, security headers and request ids."""
+"""HTTP plumbing: streaming request-body limits per route, ETag/304 for rendered documents,
+long-lived caching for fingerprinted static files, security headers and request ids."""
 
 import hashlib
 import os
@@ -7,13 +7,20 @@ import re
 import uuid
 from collections.abc import Callable
 from os import PathLike
+from typing import Any, TypeVar
 
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.media import MAX_PICTURE_BYTES
+
 DEFAULT_BODY_LIMIT = 1024 * 1024
+# Multipart framing and the form's other fields, on top of the picture itself.
+UPLOAD_OVERHEAD = 64 * 1024
+UPLOAD_BODY_LIMIT = MAX_PICTURE_BYTES + UPLOAD_OVERHEAD
 
 
 class RequestTooLarge(HTTPException):
@@ -25,38 +32,44 @@ class RequestTooLarge(HTTPException):
         self.limit = limit
 
 
-class BodyLimitMiddleware:
-    """Count body bytes as they arrive and stop at the limit, whatever Content-Length says.
+EndpointT = TypeVar("EndpointT", bound=Callable[..., Any])
 
-    `limits` maps exact paths to their own limit (uploads); other paths get `default`.
-    """
 
-    def __init__(
-        self, app: ASGIApp, default: int = DEFAULT_BODY_LIMIT, limits: dict[str, int] | None = None
-    ) -> None:
-        self.app = app
-        self.default = default
-        self.limits = limits or {}
+def body_limit(limit: int) -> Callable[[EndpointT], EndpointT]:
+    """Give a route a body limit of its own (put it under the route decorator); every other
+    route gets DEFAULT_BODY_LIMIT."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.limits.get(scope["path"], self.default)
-        declared = _content_length(scope)
-        received = 0
+    def mark(endpoint: EndpointT) -> EndpointT:
+        endpoint.body_limit = limit  # type: ignore[attr-defined]
+        return endpoint
 
-        async def limited_receive() -> Message:
-            nonlocal received
-            if declared is not None and declared > limit:
-                raise RequestTooLarge(limit)
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise RequestTooLarge(limit)
-            return message
+    return mark
 
-        await self.app(scope, limited_receive, send)
+
+class BodyLimitedRoute(APIRoute):
+    """A route that counts its body bytes as they arrive and stops at its limit, whatever
+    Content-Length says. Every router uses this class."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = getattr(self.endpoint, "body_limit", DEFAULT_BODY_LIMIT)
+        await super().handle(scope, _limited(scope, receive, limit), send)
+
+
+def _limited(scope: Scope, receive: Receive, limit: int) -> Receive:
+    declared = _content_length(scope)
+    received = 0
+
+    async def limited_receive() -> Message:
+        nonlocal received
+        if declared is not None and declared > limit:
+            raise RequestTooLarge(limit)
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            raise RequestTooLarge(limit)
+        return message
+
+    return limited_receive
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -153,7 +166,7 @@ def _if_none_match(scope: Scope) -> list[bytes]:
 
 
 class FingerprintedStaticFiles(StaticFiles):
-    """Static files; a URL carrying the file's fingerprint (`?v=`, see templating.static_url)
+    """Static files; a URL carrying the file's fingerprint (`?v=`, see web.templating.static_url)
     can be cached for a year, because a changed file gets a new URL."""
 
     def file_response(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.pg import free_port
+from tests.support.pg import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 30

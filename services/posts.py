@@ -1,40 +1,20 @@
-"""Queries and writes shared by the API and the pages."""
+"""Posts: the queries and writes the API and the pages share."""
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
-from fastapi import HTTPException, status
-from sqlalchemy import Select, func, or_, select, tuple_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, func, select, tuple_, update
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
-import markdown_render
-import search
-from auth import hash_password
 from models import Post, User
-from schemas import MAX_ID, PostCreate, PostReplace, PostUpdate, UserCreate, UserUpdate
-from uploads import remove_avatar, remove_orphans, store_avatar
+from schemas import MAX_ID, PostCreate, PostReplace, PostUpdate
+from services import markdown, search
+from services.errors import EditConflictError, ForbiddenError, NotFoundError
 
-USER_NOT_FOUND = "User not found"
 POST_NOT_FOUND = "Post not found"
 NOT_THE_AUTHOR = "You are not the author of this post"
-
-
-class EditConflictError(Exception):
-    """The post changed since the version the client edited: saving would lose that change."""
-
-
-class DuplicateError(Exception):
-    """A unique field (username, email) is already taken."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -59,98 +39,6 @@ class PostPage:
         return self.number > 1
 
 
-# ---------------------------------------------------------------- users
-
-
-def get_user(db: Session, *, user_id: int) -> User | None:
-    # An id the INTEGER column cannot hold names no one (and would make PostgreSQL raise).
-    return db.get(User, user_id) if 1 <= user_id <= MAX_ID else None
-
-
-def get_user_or_404(db: Session, *, user_id: int) -> User:
-    user = get_user(db, user_id=user_id)
-    if user is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, USER_NOT_FOUND)
-    return user
-
-
-def _ensure_unique(
-    db: Session, *, username: str | None, email: str | None, exclude: int = 0
-) -> None:
-    """Raise DuplicateError naming the first taken field (a friendly, early check)."""
-    taken = db.execute(
-        select(User.username, User.email).where(
-            User.id != exclude, or_(User.username == username, User.email == email)
-        )
-    ).all()
-    for row in taken:
-        if username is not None and row.username == username:
-            raise DuplicateError("username", "That username is already taken")
-        if email is not None and row.email == email:
-            raise DuplicateError("email", "That email address is already registered")
-
-
-def _commit_unique(db: Session) -> None:
-    """Commit; a unique constraint firing here means a concurrent request won the race."""
-    try:
-        db.commit()
-    except IntegrityError as exc:
-        db.rollback()
-        raise DuplicateError("username", "That username or email is already taken") from exc
-
-
-def create_user(db: Session, *, data: UserCreate) -> User:
-    _ensure_unique(db, username=data.username, email=data.email)
-    user = User(
-        username=data.username, email=data.email, password_hash=hash_password(data.password)
-    )
-    db.add(user)
-    _commit_unique(db)
-    return user
-
-
-def update_user(db: Session, *, user: User, data: UserUpdate) -> User:
-    changes = data.model_dump(exclude_unset=True)
-    _ensure_unique(
-        db, username=changes.get("username"), email=changes.get("email"), exclude=user.id
-    )
-    for field, value in changes.items():
-        setattr(user, field, value)
-    _commit_unique(db)
-    return user
-
-
-def delete_user(db: Session, *, user: User, avatar_dir: Path) -> None:
-    # Posts and sessions go with the user through ON DELETE CASCADE in the database; the
-    # picture goes only once the deletion is committed.
-    picture = user.image_file
-    db.delete(user)
-    db.commit()
-    remove_avatar(avatar_dir, picture)
-
-
-def set_profile_picture(db: Session, *, user: User, jpeg: bytes, avatar_dir: Path) -> User:
-    """Store the new picture, point the user at it, then remove the old one.
-
-    The old file is removed only after the commit; if the commit fails, the new file is
-    removed instead, so no file is ever orphaned and no user points at a missing one.
-    """
-    new_name = store_avatar(jpeg, avatar_dir)
-    # The name stored now, read inside this write transaction (and locked on PostgreSQL):
-    # the `user` object may come from an earlier one, and two uploads at once must each
-    # remove the picture the other replaced, not the same one twice.
-    old_name = db.scalar(select(User.image_file).where(User.id == user.id).with_for_update())
-    user.image_file = new_name
-    try:
-        db.commit()
-    except Exception:
-        db.rollback()
-        remove_avatar(avatar_dir, new_name)
-        raise
-    remove_avatar(avatar_dir, old_name)
-    return user
-
-
 # ---------------------------------------------------------------- posts
 
 
@@ -162,17 +50,18 @@ def _newest_first(query: SelectT) -> SelectT:
     return query.order_by(Post.date_posted.desc(), Post.id.desc())
 
 
-def get_post_or_404(
+def get_post(
     db: Session, *, post_id: int, user: User | None = None, check_author: bool = False
 ) -> Post:
-    """The post with its author loaded; 404 if missing, 403 if `user` must be its author."""
+    """The post with its author loaded; NotFoundError if missing, ForbiddenError if `user`
+    must be its author and is not."""
     post = None
     if 1 <= post_id <= MAX_ID:
         post = db.scalar(select(Post).options(joinedload(Post.author)).where(Post.id == post_id))
     if post is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, POST_NOT_FOUND)
+        raise NotFoundError(POST_NOT_FOUND)
     if check_author and (user is None or post.user_id != user.id):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, NOT_THE_AUTHOR)
+        raise ForbiddenError(NOT_THE_AUTHOR)
     return post
 
 
@@ -273,10 +162,10 @@ def search_posts(db: Session, *, query: str, page: int, per_page: int) -> Search
 def rendered_fields(content: str) -> dict[str, object]:
     """What a post's page and listings show, derived once from its Markdown source."""
     return {
-        "content_html": markdown_render.render_markdown(content),
-        "excerpt": markdown_render.excerpt(content),
-        "reading_minutes": markdown_render.reading_minutes(content),
-        "render_version": markdown_render.RENDERER_VERSION,
+        "content_html": markdown.render_markdown(content),
+        "excerpt": markdown.excerpt(content),
+        "reading_minutes": markdown.reading_minutes(content),
+        "render_version": markdown.RENDERER_VERSION,
     }
 
 
@@ -311,15 +200,6 @@ def update_post(
     return post
 
 
-def post_etag(post: Post) -> str:
-    """A strong validator for a post's API representation: its version plus the author
-    fields shown with it (they change without touching the post)."""
-    author = hashlib.blake2b(
-        f"{post.author.username}\0{post.author.image_file}".encode(), digest_size=6
-    ).hexdigest()
-    return f'"p{post.id}v{post.version}a{author}"'
-
-
 def _set_fields(post: Post, fields: dict[str, object]) -> None:
     for field, value in fields.items():
         setattr(post, field, value)
@@ -332,7 +212,7 @@ def rerender_stale_posts(db: Session, *, batch_size: int = 500) -> int:
     (a rolled-back deploy) is left as it is rather than rendered by an older one.
     """
     done = 0
-    stale = Post.render_version < markdown_render.RENDERER_VERSION
+    stale = Post.render_version < markdown.RENDERER_VERSION
     while rows := db.execute(select(Post.id, Post.content).where(stale).limit(batch_size)).all():
         for post_id, content in rows:
             # updated_at is named so that re-rendering does not count as an edit.
@@ -349,10 +229,3 @@ def rerender_stale_posts(db: Session, *, batch_size: int = 500) -> int:
 def delete_post(db: Session, *, post: Post) -> None:
     db.delete(post)
     db.commit()
-
-
-def remove_orphaned_avatars(db: Session, *, avatar_dir: Path, grace_seconds: float) -> list[str]:
-    """Remove picture files no user points at (left by a crash mid-upload)."""
-    referenced = set(db.scalars(select(User.image_file).where(User.image_file.is_not(None))))
-    db.commit()
-    return remove_orphans(avatar_dir, referenced, grace_seconds)

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select
 
 from config import get_settings
-from crud import rendered_fields
 from database import make_engine
 from models import Post, User
+from services.posts import rendered_fields
 
 BATCH_SIZE = 5_000
 BAR_WIDTH = 30

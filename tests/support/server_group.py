@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.pg import free_port
-from tests.server import ROOT, server_command, server_env
+from tests.support.pg import free_port
+from tests.support.server import ROOT, server_command, server_env
 
 # Short, so a test can wait it out, yet longer than an upload takes: with none, a worker that
 # starts a moment after its sibling removes the sibling's upload in flight.

@@ -10,10 +10,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from auth import LoginRequiredError
-from crud import DuplicateError, EditConflictError
-from middleware import security_headers
-from templating import render
+from services.errors import (
+    ConflictError,
+    DuplicateError,
+    EditConflictError,
+    ForbiddenError,
+    NotFoundError,
+)
+from web.deps import LoginRequiredError
+from web.middleware import security_headers
+from web.templating import render
+from web.urls import url_for
 
 logger = logging.getLogger("inkwell")
 API_PREFIX = "/api"
@@ -75,17 +82,28 @@ async def validation_error(request: Request, exc: RequestValidationError) -> Res
     return render_error_page(request, status.HTTP_400_BAD_REQUEST, "The request was malformed.")
 
 
-async def duplicate_error(request: Request, exc: DuplicateError) -> Response:
-    return JSONResponse({"detail": exc.message}, status.HTTP_409_CONFLICT)
+# The one place domain errors become statuses, for the pages and the API alike.
+DOMAIN_STATUSES: dict[type[Exception], int] = {
+    NotFoundError: status.HTTP_404_NOT_FOUND,
+    ForbiddenError: status.HTTP_403_FORBIDDEN,
+    ConflictError: status.HTTP_409_CONFLICT,
+}
+EDIT_CONFLICT = "The post was changed by someone else since this version; reload it and retry"
 
 
-async def edit_conflict(request: Request, exc: EditConflictError) -> Response:
-    detail = "The post was changed by someone else since this version; reload it and retry"
-    return JSONResponse({"detail": detail}, status.HTTP_409_CONFLICT)
+async def domain_error(request: Request, exc: Exception) -> Response:
+    status_code = next(code for kind, code in DOMAIN_STATUSES.items() if isinstance(exc, kind))
+    if isinstance(exc, DuplicateError):
+        detail = exc.message
+    elif isinstance(exc, EditConflictError):
+        detail = EDIT_CONFLICT
+    else:
+        detail = str(exc) or HTTPStatus(status_code).phrase
+    return await http_error(request, StarletteHTTPException(status_code, detail))
 
 
 async def login_required(request: Request, exc: LoginRequiredError) -> Response:
-    login_url = request.url_for("login").include_query_params(next=exc.next_path)
+    login_url = url_for(request, "login").include_query_params(next=exc.next_path)
     return RedirectResponse(str(login_url), status.HTTP_303_SEE_OTHER)
 
 
@@ -112,7 +130,7 @@ async def unhandled_error(request: Request, exc: Exception) -> Response:
 def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(DuplicateError, duplicate_error)
+    for kind in DOMAIN_STATUSES:
+        app.add_exception_handler(kind, domain_error)
     app.add_exception_handler(LoginRequiredError, login_required)
-    app.add_exception_handler(EditConflictError, edit_conflict)
     app.add_exception_handler(Exception, unhandled_error)

@@ -14,6 +14,8 @@ import nh3
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from schemas import BIDI_CONTROLS
+
 # Rendered HTML may be cached next to the post; bump this whenever the output for the same
 # source could change (options, allowlists, token rewrites) so stale copies are re-rendered.
 RENDERER_VERSION: int = 1
@@ -33,7 +35,6 @@ _md = MarkdownIt("commonmark", {"html": False, "maxNesting": MAX_NESTING}).enabl
 # overrides and isolates let text display in a different order than it reads (spoofed link
 # text, filenames); lone surrogates cannot be encoded, so nh3 would raise on them. Replacing
 # rather than deleting means no two fragments are glued into a new word such as a URL scheme.
-BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
 _UNSAFE_CHARS = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f{BIDI_CONTROLS}\ud800-\udfff]")
 
 # h1 is deliberately absent: the page's only h1 is the post title, and "#" renders as h2.

@@ -2,10 +2,8 @@
 user, the CSRF token and pending flash messages, and sets the cookies those need)."""
 
 import hashlib
-from collections.abc import Iterable, Iterator
 from datetime import datetime
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import Request
@@ -14,16 +12,16 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from markupsafe import escape
-from starlette.applications import Starlette
-from starlette.datastructures import URL, URLPath
-from starlette.routing import BaseRoute, NoMatchFound
+from starlette.datastructures import URL
 
-from auth import ANON_CSRF_COOKIE, csrf_token, dumps_signed, loads_signed
-from models import Post, User
+from config import PROJECT_ROOT
+from models import FIELD_LIMITS, Post, User
+from web.cookies import ANON_CSRF_COOKIE, FLASH_COOKIE, clear_cookie, set_cookie
+from web.security import csrf_token, dumps_signed, loads_signed
+from web.urls import url_for
 
-TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
-STATIC_DIR = Path(__file__).resolve().parent / "static"
-FLASH_COOKIE = "inkwell_flash"
+TEMPLATE_DIR = PROJECT_ROOT / "templates"
+STATIC_DIR = PROJECT_ROOT / "static"
 FlashCategory = Literal["success", "error", "info"]
 
 
@@ -37,53 +35,9 @@ def page_window(current: int, last_known: int, radius: int = 2) -> list[int]:
     return list(range(max(1, current - radius), min(last_known, current + radius) + 1))
 
 
-def _leaf_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
-    """Every route that builds its own URLs, with FastAPI's included routers opened up."""
-    for route in routes:
-        contexts = getattr(route, "effective_route_contexts", None)
-        if contexts is None:
-            yield route
-        else:
-            yield from contexts()
-
-
-def url_path(app: Starlette, name: str, params: dict[str, Any]) -> URLPath:
-    """What `app.url_path_for(name, **params)` returns, without searching every time.
-
-    The router tries each route in turn and each refusal raises an exception; a page with
-    ten posts asks for some forty URLs, and that search was a third of its rendering time.
-    The route that answers a name (for a given set of parameter names) never changes, so
-    it is found once per app and asked directly afterwards.
-    """
-    found: dict[tuple[str, frozenset[str]], BaseRoute] | None = getattr(
-        app.state, "url_routes", None
-    )
-    if found is None:
-        found = app.state.url_routes = {}
-    key = (name, frozenset(params))
-    route = found.get(key)
-    if route is not None:
-        return route.url_path_for(name, **params)
-    for route in _leaf_routes(app.router.routes):
-        try:
-            path = route.url_path_for(name, **params)
-        except NoMatchFound:
-            continue
-        found[key] = route
-        return path
-    raise NoMatchFound(name, params)
-
-
-def absolute_url(request: Request, name: str, /, **params: Any) -> URL:
-    """`request.url_for`, through the cached route lookup (and joined as text: a URL made
-    from a string is only parsed if a part of it is asked for)."""
-    base = str(request.base_url).rstrip("/")
-    return URL(base + url_path(request.app, name, params))
-
-
 @pass_context
-def url_for(context: Context, name: str, /, **params: Any) -> URL:
-    return absolute_url(context["request"], name, **params)
+def template_url_for(context: Context, name: str, /, **params: Any) -> URL:
+    return url_for(context["request"], name, **params)
 
 
 @lru_cache(maxsize=256)
@@ -94,14 +48,14 @@ def _fingerprint(path: str) -> str:
 @pass_context
 def static_url(context: Context, path: str) -> str:
     """The URL of a static file with its content hash, so it may be cached for a year."""
-    return f"{absolute_url(context['request'], 'static', path=path)}?v={_fingerprint(path)}"
+    return f"{url_for(context['request'], 'static', path=path)}?v={_fingerprint(path)}"
 
 
 @pass_context
 def post_json_ld(context: Context, post: Post) -> dict[str, object]:
     """schema.org BlogPosting data for a post page (rendered with |tojson, which escapes <)."""
     request = context["request"]
-    author_url = str(absolute_url(request, "user_posts", user_id=post.author.id))
+    author_url = str(url_for(request, "user_posts", user_id=post.author.id))
     return {
         "@context": "https://schema.org",
         "@type": "BlogPosting",
@@ -109,7 +63,7 @@ def post_json_ld(context: Context, post: Post) -> dict[str, object]:
         "description": post.excerpt,
         "datePublished": post.date_posted.isoformat(),
         "dateModified": post.updated_at.isoformat(),
-        "url": str(absolute_url(request, "post_detail", post_id=post.id)),
+        "url": str(url_for(request, "post_detail", post_id=post.id)),
         "author": {"@type": "Person", "name": post.author.username, "url": author_url},
     }
 
@@ -122,27 +76,24 @@ def person_json_ld(context: Context, user: User) -> dict[str, object]:
         "@context": "https://schema.org",
         "@type": "Person",
         "name": user.username,
-        "url": str(absolute_url(request, "user_posts", user_id=user.id)),
+        "url": str(url_for(request, "user_posts", user_id=user.id)),
     }
 
 
 templates = Jinja2Templates(directory=TEMPLATE_DIR)
-templates.env.globals["url_for"] = url_for
+templates.env.globals["url_for"] = template_url_for
 templates.env.globals["post_json_ld"] = post_json_ld
 templates.env.globals["person_json_ld"] = person_json_ld
 templates.env.globals["static_url"] = static_url
 templates.env.filters["long_date"] = long_date
 templates.env.globals["page_window"] = page_window
+templates.env.globals["field_limits"] = FIELD_LIMITS
 
 
 def _pending_flashes(request: Request) -> list[dict[str, str]]:
     cookie = request.cookies.get(FLASH_COOKIE)
     messages = loads_signed(request, "flash", cookie) if cookie else None
     return messages if isinstance(messages, list) else []
-
-
-def _secure(request: Request) -> bool:
-    return bool(request.app.state.settings.secure_cookies)
 
 
 class LazyCsrfToken:
@@ -175,12 +126,10 @@ def render(
     }
     response = templates.TemplateResponse(request, name, full_context, status_code=status_code)
     if FLASH_COOKIE in request.cookies:
-        response.delete_cookie(FLASH_COOKIE)
+        clear_cookie(response, FLASH_COOKIE)
     new_seed = getattr(request.state, "new_csrf_seed", None)
     if new_seed:
-        response.set_cookie(
-            ANON_CSRF_COOKIE, new_seed, httponly=True, samesite="lax", secure=_secure(request)
-        )
+        set_cookie(response, request, ANON_CSRF_COOKIE, new_seed)
     return response
 
 
@@ -194,11 +143,5 @@ def redirect(
     response = RedirectResponse(url, status_code=303)
     if message:
         flashes = [*_pending_flashes(request), {"category": category, "message": message}]
-        response.set_cookie(
-            FLASH_COOKIE,
-            dumps_signed(request, "flash", flashes),
-            httponly=True,
-            samesite="lax",
-            secure=_secure(request),
-        )
+        set_cookie(response, request, FLASH_COOKIE, dumps_signed(request, "flash", flashes))
     return response

@@ -14,9 +14,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auth import ANON_CSRF_COOKIE, SESSION_COOKIE
-from middleware import send_validated
-from templating import FLASH_COOKIE
+from web.cookies import PERSONAL_COOKIES
+from web.middleware import send_validated
 
 # What one worker may hold, whatever the pages: a cap on entries alone would let a few
 # hundred long posts take more memory than the rest of the worker. 8 MiB is some 300 pages.
@@ -24,7 +23,7 @@ MAX_CACHED_BYTES = 8 * 1024 * 1024
 MAX_BODY_BYTES = 256 * 1024
 # Requests whose answer depends on who asks: a session, a flash message, a CSRF seed
 # (pages print a token derived from it), or API credentials.
-PERSONAL_COOKIES = tuple(name.encode() for name in (SESSION_COOKIE, ANON_CSRF_COOKIE, FLASH_COOKIE))
+PERSONAL_COOKIE_NAMES = tuple(name.encode() for name in PERSONAL_COOKIES)
 UNCACHED_PREFIXES = ("/static/", "/media/")
 VERSION_QUERY = "SELECT content_version FROM site_state WHERE id = 1"
 
@@ -93,7 +92,7 @@ def _is_anonymous_get(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"authorization":
             return False
-        if name == b"cookie" and any(cookie + b"=" in value for cookie in PERSONAL_COOKIES):
+        if name == b"cookie" and any(cookie + b"=" in value for cookie in PERSONAL_COOKIE_NAMES):
             return False
     return True
 

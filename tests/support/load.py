@@ -9,13 +9,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from io import BytesIO
 from pathlib import Path
 
 import httpx
-from PIL import Image
 
-from tests.conftest import PASSWORD
+from tests.support.accounts import PASSWORD
+from tests.support.images import varied_png
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 60
@@ -36,19 +35,6 @@ def register(base_url: str, username: str) -> str:
         token = client.post("/api/token", data={"username": username, "password": PASSWORD})
         assert token.status_code == 200, token.text
         return token.json()["access_token"]
-
-
-def png_bytes(seed: str) -> bytes:
-    """A real PNG, different for every seed."""
-    rng = random.Random(seed)
-    colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
-    image = Image.new("RGB", (480, 360), colour)
-    for _ in range(20):
-        x, y = rng.randrange(470), rng.randrange(350)
-        image.paste((rng.randrange(256), 0, 0), (x, y, x + 10, y + 10))
-    output = BytesIO()
-    image.save(output, "PNG")
-    return output.getvalue()
 
 
 # ---------------------------------------------------------------- recording a load run
@@ -302,7 +288,7 @@ class PictureUploader(ClientThread):
 
     def upload(self, client: httpx.Client) -> bool:
         self.count += 1
-        picture = png_bytes(f"{self.name}-{self.count}")
+        picture = varied_png(f"{self.name}-{self.count}")
         with self.ledger.lock:
             self.ledger.picture_pending[self.username] = True
         files = {"picture": ("me.png", picture, "image/png")}
