@@ -3,11 +3,11 @@
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from web.pagecache import PageCache
 
 from main import create_app
 from tests.support.accounts import PASSWORD
 from tests.support.server import migrate, running_server
+from web.pagecache import PageCache
 
 
 def test_repeat_view_is_served_from_cache_with_one_statement(client, make_post, count_statements):

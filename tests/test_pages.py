@@ -266,6 +266,7 @@ def test_feeds_and_api_posts_say_when_they_last_changed(client, make_post):
 def test_cached_url_building_matches_the_router_for_every_named_route(app):
     from starlette.convertors import IntegerConvertor, PathConvertor
     from starlette.routing import NoMatchFound
+
     from web.urls import _leaf_routes, url_path
 
     named = [route for route in _leaf_routes(app.router.routes) if getattr(route, "name", None)]
@@ -288,6 +289,7 @@ def test_cached_url_building_works_for_any_starlette_app():
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
+
     from web.urls import url_path
 
     bare = Starlette(routes=[Route("/x/{n:int}", PlainTextResponse, name="x")])
@@ -297,6 +299,7 @@ def test_cached_url_building_works_for_any_starlette_app():
 
 def test_template_urls_are_the_routers_absolute_urls(app):
     from starlette.requests import Request
+
     from web.urls import url_for as absolute_url
 
     scope = {

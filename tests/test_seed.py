@@ -2,11 +2,11 @@
 
 import random
 
-from services.seed import main, seed
 from sqlalchemy import func, select
 
 from database import Base, make_engine
 from models import Post, User
+from services.seed import main, seed
 
 
 def test_seed_adds_requested_rows_and_can_run_twice(tmp_path):

@@ -16,7 +16,7 @@ import httpx
 from tests.support.accounts import PASSWORD
 from tests.support.images import varied_png
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 30
 CLIENT_TIMEOUT_S = 30

@@ -12,7 +12,7 @@ import httpx
 
 from tests.support.pg import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 30
 
 

@@ -3,6 +3,10 @@
 `ServerGroup` runs uvicorn in a process group of its own, so the master and every worker can be
 killed at once with SIGKILL (a real crash) and started again on the same port. `worker_serving`
 tells which worker process holds a given client connection, read from /proc (Linux).
+
+`separate_workers` runs each worker as a server of its own on its own port, for tests that must
+send a request to a given worker: with one shared socket the kernel picks the worker, and no
+test can choose.
 """
 
 import contextlib
@@ -10,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -28,10 +33,17 @@ CLIENT_TIMEOUT_S = 30
 class ServerGroup:
     """uvicorn in its own session (process group), with a log file next to the media dir."""
 
-    def __init__(self, database_url: str, media_dir: Path, workers: int = 2) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        media_dir: Path,
+        workers: int = 2,
+        clock_file: Path | None = None,
+    ) -> None:
         self.database_url = database_url
         self.media_dir = media_dir
         self.workers = workers
+        self.clock_file = clock_file
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = media_dir.parent / f"server-{self.port}.log"
@@ -41,9 +53,10 @@ class ServerGroup:
     def start(self) -> None:
         assert self.process is None, "already running"
         self.media_dir.mkdir(parents=True, exist_ok=True)
-        env = server_env(
-            self.database_url, self.media_dir, UPLOAD_ORPHAN_GRACE_SECONDS=str(ORPHAN_GRACE_S)
-        )
+        extra = {"UPLOAD_ORPHAN_GRACE_SECONDS": str(ORPHAN_GRACE_S)}
+        if self.clock_file is not None:
+            extra["CLOCK_FILE"] = str(self.clock_file)
+        env = server_env(self.database_url, self.media_dir, **extra)
         command = server_command(self.port, self.workers)
         with self.log_path.open("ab") as log:
             log.write(f"\n==== start {self.starts + 1} ====\n".encode())
@@ -128,6 +141,21 @@ class ServerGroup:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def separate_workers(
+    database_url: str, media_dir: Path, count: int = 2, clock_file: Path | None = None
+) -> Iterator[list[ServerGroup]]:
+    """`count` single-worker servers on one database, each on its own port, started and
+    stopped together: worker i is addressed as `servers[i].base_url`."""
+    with contextlib.ExitStack() as stack:
+        yield [
+            stack.enter_context(
+                ServerGroup(database_url, media_dir, workers=1, clock_file=clock_file)
+            )
+            for _ in range(count)
+        ]
 
 
 def _wait_gone(pids: set[int]) -> None:
