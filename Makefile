@@ -3,6 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# uv installs the lock; it comes from PyPI into the virtualenv, pinned here.
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
+UV_STAMP := $(VENV)/.uv-$(UV_VERSION)
+# uv ships its own root certificates; read the system's instead, so a TLS-inspecting proxy
+# trusted by the machine is trusted by uv too. uv never downloads a Python of its own here.
+export UV_SYSTEM_CERTS ?= 1
+export UV_PYTHON_DOWNLOADS ?= never
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PG_BIN := /usr/lib/postgresql/15/bin
@@ -15,10 +23,21 @@ AXE := tests/e2e/node_modules/axe-core/axe.min.js
 
 install: $(STAMP)
 
-# Reinstall only when the lock file changes.
-$(STAMP): requirements.lock
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+# Reinstall only when the lock file changes: every package is checked against its hashes, and
+# any package the lock no longer lists is removed.
+$(STAMP): requirements.lock | $(UV_STAMP)
+	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes requirements.lock
+	touch $@
+
+# Once: the virtualenv and uv in it (again only when UV_VERSION changes). The virtualenv gets
+# no pip of its own (seeding one costs seconds; use `.venv/bin/uv pip`): the interpreter's pip
+# installs uv into it, or, where that pip is missing or too old for --python, a pip seeded then.
+PIP_UV := --disable-pip-version-check install --quiet uv==$(UV_VERSION)
+$(UV_STAMP):
+	test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
+	$(PYTHON) -m pip --python $(BIN)/python $(PIP_UV) 2>/dev/null \
+	  || { $(BIN)/python -m ensurepip --default-pip >/dev/null && $(BIN)/python -m pip $(PIP_UV); }
+	rm -f $(VENV)/.uv-*
 	touch $@
 
 migrate: install
@@ -74,13 +93,13 @@ bench: install
 	  fi; }
 	$(BIN)/python -m bench $(SIZES)
 
-# Regenerate requirements.lock from pyproject.toml in a scratch virtualenv.
-lock:
-	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
-	.lockvenv/bin/pip install --quiet ".[dev]"
-	{ echo "# Exact versions of every package, direct and transitive. Regenerate with 'make lock'."; \
-	  .lockvenv/bin/pip freeze --exclude inkwell; } > requirements.lock
-	rm -rf .lockvenv
+# Regenerate requirements.lock from pyproject.toml: every package, direct and transitive, dev
+# extras included, with hashes, for every platform. Versions already in the lock are kept where
+# pyproject.toml allows them; UPGRADE=1 takes the newest instead.
+lock: | $(UV_STAMP)
+	$(UV) pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+	  --generate-hashes --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) \
+	  --quiet --output-file requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
