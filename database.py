@@ -1,5 +1,7 @@
 """Engine, session factory and the request-scoped session dependency."""
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -17,6 +19,13 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 # pages per connection; every other page is one read away in the kernel's shared file cache.
 SQLITE_CACHE_KIB = 256
 IMMEDIATE = "sqlite_begin_immediate"
+# How long a write waits for the other writers of its own process before the request is
+# answered 503: far longer than any write takes, far shorter than a client's patience.
+WRITE_QUEUE_TIMEOUT_S = 10.0
+
+
+class DatabaseBusyError(Exception):
+    """The database is saturated: the write could not start in time. Worth a retry."""
 
 
 # Named constraints, so migrations can refer to (and drop) them on every backend.
@@ -33,6 +42,54 @@ class Base(DeclarativeBase):
     """Declarative base for every model."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class SerialisedWrites(sqlite3.Connection):
+    """A SQLite connection whose write transactions queue on a lock of their process.
+
+    SQLite lets one writer in at a time. Writers that find it taken sleep in the busy
+    handler and poll, in steps of up to 100 ms, so under load they wait far longer than the
+    write takes and the unlucky ones time out. Queued on a lock instead, each thread starts
+    as soon as the one before commits; only writers of other processes meet the busy
+    handler. The lock is taken just before BEGIN IMMEDIATE and released after COMMIT or
+    ROLLBACK (the pool rolls back every connection it gets back, so none keeps it).
+    """
+
+    write_lock: threading.Lock  # one per engine, set on the subclass made for it
+    holds_write_lock = False
+
+    def begin_write(self) -> None:
+        if not self.write_lock.acquire(timeout=WRITE_QUEUE_TIMEOUT_S):
+            raise DatabaseBusyError("Too many writes are waiting for the database")
+        self.holds_write_lock = True
+
+    def _release_write_lock(self) -> None:
+        if self.holds_write_lock:
+            self.holds_write_lock = False
+            self.write_lock.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._release_write_lock()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._release_write_lock()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release_write_lock()
+
+
+def _connection_class() -> type[SerialisedWrites]:
+    """A SerialisedWrites subclass with a lock of its own, for one engine's connections."""
+    return type("EngineConnection", (SerialisedWrites,), {"write_lock": threading.Lock()})
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -54,7 +111,16 @@ def _configure_sqlite(engine: Engine) -> None:
         # "database is locked" when another writer got there first, whatever busy_timeout
         # says; IMMEDIATE takes the write lock up front and so waits politely instead.
         immediate = connection.get_execution_options().get(IMMEDIATE, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if not immediate:
+            connection.exec_driver_sql("BEGIN")
+            return
+        dbapi_connection = connection.connection.dbapi_connection
+        dbapi_connection.begin_write()  # type: ignore[union-attr]
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except Exception:
+            dbapi_connection._release_write_lock()  # type: ignore[union-attr]
+            raise
 
 
 # A request holds its connection from its first query to its end, across thread hand-offs,
@@ -68,7 +134,8 @@ POSTGRES_POOL = {"pool_size": 10, "max_overflow": 40}
 def make_engine(url: str) -> Engine:
     """Create an engine for `url`, with SQLite tuned for a multi-process web server."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False}, **SQLITE_POOL)
+        connect_args = {"check_same_thread": False, "factory": _connection_class()}
+        engine = create_engine(url, connect_args=connect_args, **SQLITE_POOL)
         _configure_sqlite(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, **POSTGRES_POOL)
@@ -89,6 +156,18 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def reading(db: Session) -> None:
+    """Let the session's next transaction be a plain read even in a write request.
+
+    Call it before a lookup that comes first in a request that may write (who is logged in,
+    the post being edited), then `db.commit()` to end that read: the write that follows opens
+    its own BEGIN IMMEDIATE, so the write lock is held for the write alone. Ignored once the
+    session has a transaction under way.
+    """
+    if not db.in_transaction():
+        db.connection(execution_options={IMMEDIATE: False})
 
 
 def get_db(request: Request) -> Iterator[Session]:

@@ -1,9 +1,9 @@
 """Reliability of the real server: concurrent writers, kill -9, several workers (backups are
 in tests/test_backup.py).
 
-The tests marked `server` start uvicorn with two worker processes (tests/support/load.py) and
-talk to it over 127.0.0.1 only; each prints a one-line summary of what it measured (`pytest -s` shows
-it). INKWELL_LOAD_SECONDS sets how long the concurrency test hammers the server (default 8).
+The tests marked `server` start uvicorn (tests/support/server_group.py) and talk to it over
+127.0.0.1 only; each prints a one-line summary of what it measured (`pytest -s` shows it).
+INKWELL_LOAD_SECONDS sets how long the concurrency test hammers the server (default 8).
 """
 
 import itertools
@@ -39,6 +39,7 @@ from tests.support.server_group import (
 )
 
 LOAD_SECONDS = float(os.environ.get("INKWELL_LOAD_SECONDS", "8"))
+SINGLE_PROCESS_LOAD_SECONDS = max(LOAD_SECONDS, 15)
 CLIENTS = 32
 USERS = 4
 CRASHES = 3
@@ -116,19 +117,27 @@ def join_all(threads: list[threading.Thread]) -> None:
 
 
 @pytest.mark.server
-def test_concurrent_writers_lose_nothing(empty_database_url, backend, tmp_path):
-    """32 clients create, edit and delete posts through two workers: no 5xx, no "database is
-    locked", and the database holds exactly the last acknowledged state of every post."""
+@pytest.mark.parametrize(
+    ("workers", "seconds"),
+    [
+        pytest.param(2, LOAD_SECONDS, id="two-workers"),
+        # The default `inkwell serve`: one process, where every writer queues on one lock.
+        pytest.param(1, SINGLE_PROCESS_LOAD_SECONDS, id="one-process"),
+    ],
+)
+def test_concurrent_writers_lose_nothing(empty_database_url, backend, tmp_path, workers, seconds):
+    """32 clients create, edit and delete posts: no 5xx, no "database is locked", and the
+    database holds exactly the last acknowledged state of every post."""
     migrate(empty_database_url)
     ledger = Ledger()
     stop = threading.Event()
-    with ServerGroup(empty_database_url, tmp_path / "media", workers=2) as server:
+    with ServerGroup(empty_database_url, tmp_path / "media", workers=workers) as server:
         tokens = [register(server.base_url, f"writer{n}") for n in range(USERS)]
         writers = [
             PostWriter(f"client{n:02d}", server.base_url, tokens[n % USERS], ledger, stop)
             for n in range(CLIENTS)
         ]
-        run_threads(writers, stop, LOAD_SECONDS)
+        run_threads(writers, stop, seconds)
         stored = stored_posts(empty_database_url)
         listed = api_posts(server.base_url)
         deleted = ledger.deleted_posts()
@@ -143,9 +152,10 @@ def test_concurrent_writers_lose_nothing(empty_database_url, backend, tmp_path):
     log = server.log_path.read_text(errors="replace")
     found, problems = check_posts(ledger, stored)
     print(
-        f"\nconcurrency [{backend}]: {ledger.requests} requests sent by {CLIENTS} clients in "
-        f"{LOAD_SECONDS:g} s, {ledger.errors} errors, {ledger.acknowledged_writes} writes "
-        f"acknowledged, {found} writes found ({len(deleted)} deletions confirmed gone, "
+        f"\nconcurrency [{backend}, {workers} worker(s)]: {ledger.requests} requests sent by "
+        f"{CLIENTS} clients in {seconds:g} s, {ledger.errors} errors, "
+        f"{ledger.acknowledged_writes} writes acknowledged, {found} writes found "
+        f"({len(deleted)} deletions confirmed gone, "
         f"{len(ledger.retired)} ids of deleted posts reused); {ledger.statuses_text()}"
     )
     assert not ledger.problems, (ledger.problems[:10], server.log_tail())

@@ -7,7 +7,7 @@ from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import OAuth2PasswordBearer
 
 from config import Settings
-from database import SessionDep
+from database import SessionDep, reading
 from models import User
 from services.sessions import find_session
 from web.cookies import SESSION_COOKIE
@@ -45,8 +45,9 @@ class LoginRequiredError(Exception):
 def get_current_user(request: Request, db: SessionDep) -> User | None:
     """The user of this browser session, or None."""
     token = request.cookies.get(SESSION_COOKIE)
+    # A read of its own, ended at once: the route's writes take the write lock themselves.
+    reading(db)
     session = find_session(db, token=token, kind="browser") if token else None
-    # Release the snapshot (and, for writes, the lock) until the route's own work begins.
     db.commit()
     user = session.user if session else None
     request.state.user = user
@@ -73,6 +74,7 @@ NOT_AUTHENTICATED = HTTPException(
 
 def get_api_user(db: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
     """The user a bearer token belongs to; 401 without a live token."""
+    reading(db)
     session = find_session(db, token=token, kind="api") if token else None
     db.commit()
     if session is None:

@@ -8,8 +8,10 @@ from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from database import DatabaseBusyError
 from services.errors import (
     ConflictError,
     DuplicateError,
@@ -102,6 +104,33 @@ async def domain_error(request: Request, exc: Exception) -> Response:
     return await http_error(request, StarletteHTTPException(status_code, detail))
 
 
+# Seconds a client is asked to wait when the database is saturated: writes take
+# milliseconds, so by then the queue has moved on.
+BUSY_RETRY_AFTER_S = 1
+BUSY_MESSAGE = "The site is busy right now; please try again in a moment."
+
+
+def _is_lock_timeout(exc: OperationalError) -> bool:
+    # SQLite's busy timeout ran out, or PostgreSQL's lock_timeout fired (SQLSTATE 55P03).
+    return "database is locked" in str(exc.orig) or getattr(exc.orig, "sqlstate", "") == "55P03"
+
+
+async def database_busy(request: Request, exc: Exception) -> Response:
+    """503 with Retry-After when the database cannot take the write in time; anything else
+    the database raises is a real error."""
+    if isinstance(exc, OperationalError) and not _is_lock_timeout(exc):
+        return await unhandled_error(request, exc)
+    logger.warning("Database busy: 503 for %s %s", request.method, request.url.path)
+    busy = StarletteHTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        BUSY_MESSAGE,
+        headers={"Retry-After": str(BUSY_RETRY_AFTER_S)},
+    )
+    response = await http_error(request, busy)
+    response.headers["Retry-After"] = str(BUSY_RETRY_AFTER_S)
+    return response
+
+
 async def login_required(request: Request, exc: LoginRequiredError) -> Response:
     login_url = url_for(request, "login").include_query_params(next=exc.next_path)
     return RedirectResponse(str(login_url), status.HTTP_303_SEE_OTHER)
@@ -133,4 +162,6 @@ def register_error_handlers(app: FastAPI) -> None:
     for kind in DOMAIN_STATUSES:
         app.add_exception_handler(kind, domain_error)
     app.add_exception_handler(LoginRequiredError, login_required)
+    app.add_exception_handler(DatabaseBusyError, database_busy)
+    app.add_exception_handler(OperationalError, database_busy)
     app.add_exception_handler(Exception, unhandled_error)
