@@ -15,12 +15,14 @@ from database import Database
 from routers import account, api, feeds, pages, writing
 from services.posts import rerender_stale_posts
 from services.users import remove_orphaned_avatars
+from web.compression import CompressionMiddleware, HeadMiddleware
 from web.errors import register_error_handlers
 from web.middleware import (
     ETagMiddleware,
     FingerprintedStaticFiles,
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
+    SingleHostMiddleware,
 )
 from web.pagecache import PageCache, PageCacheMiddleware
 from web.templating import STATIC_DIR, templates
@@ -66,15 +68,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def _add_middleware(app: FastAPI, settings: Settings) -> None:
-    # Added innermost first: a request meets the request id, then the security headers,
-    # the host check, the page cache, and last the ETag buffering. (Body limits are the
-    # routes' own: web.middleware.BodyLimitedRoute.)
+    # Added innermost first: a request meets the request id, HEAD-as-GET, the security
+    # headers, the host checks, compression, the page cache, and last the ETag buffering.
+    # (Body limits are the routes' own: web.middleware.BodyLimitedRoute.)
     app.add_middleware(ETagMiddleware)
     app.add_middleware(
         PageCacheMiddleware, engine=app.state.database.engine, cache=app.state.page_cache
     )
+    app.add_middleware(CompressionMiddleware)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(SingleHostMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(RequestIdMiddleware)
 
 

@@ -34,8 +34,10 @@ from schemas import (
     UserUpdate,
 )
 from services import accounts, media, posts, search, sessions, users
+from web.compression import identity_tag
 from web.deps import ApiToken, ApiUser, PageNumber, PerPage, SettingsDep
 from web.middleware import UPLOAD_BODY_LIMIT, BodyLimitedRoute, body_limit
+from web.privacy import Public
 from web.security import client_ip
 
 router = APIRouter(prefix="/api", tags=["api"], route_class=BodyLimitedRoute)
@@ -178,7 +180,12 @@ def delete_me(db: SessionDep, settings: SettingsDep, user: ApiUser) -> None:
     users.delete_user(db, user=user, avatar_dir=settings.avatar_dir)
 
 
-@router.get("/users/{user_id}", response_model=UserPublic, responses=NOT_FOUND | INVALID)
+@router.get(
+    "/users/{user_id}",
+    response_model=UserPublic,
+    responses=NOT_FOUND | INVALID,
+    dependencies=[Public],
+)
 def read_user(user_id: UserId, db: SessionDep) -> Any:
     """Read a user's public profile."""
     return users.get_existing_user(db, user_id=user_id)
@@ -214,6 +221,7 @@ def delete_user(user_id: UserId, db: SessionDep, settings: SettingsDep, user: Ap
 
 @router.get(
     "/users/{user_id}/posts",
+    dependencies=[Public],
     response_model=list[PostPublic],
     responses=NOT_FOUND | INVALID | {200: {"headers": LIST_HEADERS}},
 )
@@ -239,6 +247,7 @@ def list_user_posts(
 
 @router.get(
     "/posts",
+    dependencies=[Public],
     response_model=list[PostPublic],
     responses=INVALID | {200: {"headers": LIST_HEADERS}},
 )
@@ -279,7 +288,12 @@ def create_post(data: PostCreate, db: SessionDep, user: ApiUser) -> Any:
     return posts.create_post(db, data=data, author=user)
 
 
-@router.get("/posts/{post_id}", response_model=PostPublic, responses=NOT_FOUND | INVALID)
+@router.get(
+    "/posts/{post_id}",
+    response_model=PostPublic,
+    responses=NOT_FOUND | INVALID,
+    dependencies=[Public],
+)
 def read_post(post_id: PostId, db: SessionDep, response: Response) -> Any:
     """Read one post. Its ETag may be sent back in If-Match when editing it."""
     post = posts.get_post(db, post_id=post_id)
@@ -332,7 +346,7 @@ def post_etag(post: Post) -> str:
 
 def _etag_matches(current: str, if_match: str) -> bool:
     # If-Match uses the strong comparison: a weak tag never matches.
-    candidates = {tag.strip() for tag in if_match.split(",")}
+    candidates = {identity_tag(tag.strip()) for tag in if_match.split(",")}
     return "*" in candidates or current in candidates
 
 

@@ -22,6 +22,7 @@ from services import posts, users
 from web.deps import SettingsDep, get_current_user
 from web.errors import API_PREFIX
 from web.middleware import BodyLimitedRoute
+from web.privacy import Public
 from web.templating import TEMPLATE_DIR
 from web.urls import url_for
 
@@ -29,7 +30,7 @@ from web.urls import url_for
 # none), and keeps the header of an error page (an unknown author's feed) right for a person.
 router = APIRouter(
     include_in_schema=False,
-    dependencies=[Depends(get_current_user)],
+    dependencies=[Public, Depends(get_current_user)],
     route_class=BodyLimitedRoute,
 )
 

@@ -7,12 +7,13 @@ from database import SessionDep
 from services import posts, search, users
 from web.deps import PageNumber, SettingsDep, get_current_user
 from web.middleware import BodyLimitedRoute
+from web.privacy import Public
 from web.templating import render
 
 # Every page shows who is logged in, so every page looks the session up.
 router = APIRouter(
     include_in_schema=False,
-    dependencies=[Depends(get_current_user)],
+    dependencies=[Public, Depends(get_current_user)],
     route_class=BodyLimitedRoute,
 )
 # Pages show two page numbers beyond the current one when they exist.

@@ -11,6 +11,7 @@ from database import SessionDep, reading
 from models import User
 from services.sessions import find_session
 from web.cookies import SESSION_COOKIE
+from web.privacy import mark_personal
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -45,6 +46,8 @@ class LoginRequiredError(Exception):
 def get_current_user(request: Request, db: SessionDep) -> User | None:
     """The user of this browser session, or None."""
     token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        mark_personal(request)
     # A read of its own, ended at once: the route's writes take the write lock themselves.
     reading(db)
     session = find_session(db, token=token, kind="browser") if token else None
@@ -72,8 +75,11 @@ NOT_AUTHENTICATED = HTTPException(
 )
 
 
-def get_api_user(db: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
+def get_api_user(
+    request: Request, db: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User:
     """The user a bearer token belongs to; 401 without a live token."""
+    mark_personal(request)
     reading(db)
     session = find_session(db, token=token, kind="api") if token else None
     db.commit()

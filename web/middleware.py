@@ -275,6 +275,21 @@ def _as_download_unless_image(headers: Headers) -> Headers:
     ]
 
 
+class SingleHostMiddleware:
+    """400 for a request with more than one Host header: the host check, the URL builder and
+    the page cache must all mean the same host, and with two they might not."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and sum(name == b"host" for name, _ in scope["headers"]) > 1:
+            response = Response("More than one Host header", 400, media_type="text/plain")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 class RequestIdMiddleware:
     """Gives each request an id (the client's X-Request-ID if it is sane, else a new one),
     keeps it in request.state for the logs, and returns it in the response."""

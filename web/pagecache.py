@@ -8,22 +8,21 @@ routes as ASGI middleware, so a hit costs one small query and no thread hand-off
 """
 
 from collections import OrderedDict
+from functools import partial
 from threading import Lock
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from web.cookies import PERSONAL_COOKIES
-from web.middleware import send_validated
+from web.middleware import rewriting_headers, send_validated
+from web.privacy import carries_credentials, may_be_shared, with_privacy_headers
 
 # What one worker may hold, whatever the pages: a cap on entries alone would let a few
 # hundred long posts take more memory than the rest of the worker. 8 MiB is some 300 pages.
 MAX_CACHED_BYTES = 8 * 1024 * 1024
 MAX_BODY_BYTES = 256 * 1024
-# Requests whose answer depends on who asks: a session, a flash message, a CSRF seed
-# (pages print a token derived from it), or API credentials.
-PERSONAL_COOKIE_NAMES = tuple(name.encode() for name in PERSONAL_COOKIES)
 UNCACHED_PREFIXES = ("/static/", "/media/")
 VERSION_QUERY = "SELECT content_version FROM site_state WHERE id = 1"
 
@@ -85,36 +84,33 @@ def content_version(engine: Engine) -> int | None:
 
 
 def _is_anonymous_get(scope: Scope) -> bool:
-    if scope["type"] != "http" or scope["method"] != "GET":
+    if scope["method"] != "GET" or scope["path"].startswith(UNCACHED_PREFIXES):
         return False
-    if scope["path"].startswith(UNCACHED_PREFIXES):
-        return False
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return False
-        if name == b"cookie" and any(cookie + b"=" in value for cookie in PERSONAL_COOKIE_NAMES):
-            return False
-    return True
+    return not carries_credentials(scope)
 
 
 def _cache_key(scope: Scope) -> str:
-    # Pages hold absolute URLs, so the host is part of what was rendered.
-    host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+    # Pages hold absolute URLs, so the host is part of what was rendered: the same Host
+    # header the URL builder reads (the first; a request with two was refused already).
+    host = Headers(scope=scope).get("host", "")
     query = scope["query_string"].decode("latin-1")
     return f"{scope['scheme']}://{host}{scope['path']}?{query}"
 
 
-def _storable(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
-    # A response that sets a cookie belongs to one visitor only.
+def _storable(scope: Scope, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    # Only what the route marked public and made without anything personal; a response
+    # that sets a cookie belongs to one visitor whatever the marks say.
     return (
         status == 200
+        and may_be_shared(scope)
         and all(name != b"set-cookie" for name, _ in headers)
         and len(body) <= MAX_BODY_BYTES
     )
 
 
 class PageCacheMiddleware:
-    """Serve anonymous GETs from the cache while the content version is unchanged."""
+    """Serve anonymous GETs from the cache while the content version is unchanged, and mark
+    personal responses private on their way out."""
 
     def __init__(self, app: ASGIApp, engine: Engine, cache: PageCache) -> None:
         self.app = app
@@ -122,8 +118,12 @@ class PageCacheMiddleware:
         self.cache = cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not _is_anonymous_get(scope):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if not _is_anonymous_get(scope):
+            private_send = rewriting_headers(send, partial(with_privacy_headers, scope))
+            await self.app(scope, receive, private_send)
             return
         # Read before the page is built: a write landing in between makes the stored page
         # newer than its version, never older, and the next request simply misses.
@@ -133,22 +133,25 @@ class PageCacheMiddleware:
         if entry is not None:
             await _send_stored(scope, entry, send)
             return
-        await self.app(scope, receive, self._storing_send(send, key, version))
+        await self.app(scope, receive, self._storing_send(scope, send, key, version))
 
-    def _storing_send(self, send: Send, key: str, version: int | None) -> Send:
+    def _storing_send(self, scope: Scope, send: Send, key: str, version: int | None) -> Send:
         start: Message = {}
         chunks: list[bytes] = []
 
         async def storing_send(message: Message) -> None:
             nonlocal start
             if message["type"] == "http.response.start":
-                start = message
-            elif message["type"] == "http.response.body":
+                # The headers as they leave (privacy headers included) are the ones stored.
+                start = {**message, "headers": with_privacy_headers(scope, message["headers"])}
+                await send(start)
+                return
+            if message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
                 if not message.get("more_body", False) and version is not None:
                     body = b"".join(chunks)
                     headers = list(start["headers"])
-                    if _storable(start["status"], headers, body):
+                    if _storable(scope, start["status"], headers, body):
                         self.cache.put(key, (version, start["status"], headers, body))
             await send(message)
 

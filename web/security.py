@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, HTTPException, Request, status
 
 from web.cookies import ANON_CSRF_COOKIE, SESSION_COOKIE
+from web.privacy import mark_personal
 
 
 def _secret(request: Request) -> bytes:
@@ -39,6 +40,8 @@ def loads_signed(request: Request, purpose: str, text: str) -> object | None:
 def csrf_seed(request: Request) -> str:
     """What this client's CSRF token is bound to: its session token, or for a visitor who
     is not logged in, a random value in its own cookie (created on first use)."""
+    # A page holding a token bound to one browser is that browser's alone.
+    mark_personal(request)
     seed = request.cookies.get(SESSION_COOKIE) or request.cookies.get(ANON_CSRF_COOKIE)
     if not seed:
         seed = getattr(request.state, "new_csrf_seed", None) or secrets.token_urlsafe(32)

@@ -17,6 +17,7 @@ from starlette.datastructures import URL
 from config import PROJECT_ROOT
 from models import FIELD_LIMITS, Post, User
 from web.cookies import ANON_CSRF_COOKIE, FLASH_COOKIE, clear_cookie, set_cookie
+from web.privacy import mark_personal
 from web.security import csrf_token, dumps_signed, loads_signed
 from web.urls import url_for
 
@@ -92,6 +93,8 @@ templates.env.globals["field_limits"] = FIELD_LIMITS
 
 def _pending_flashes(request: Request) -> list[dict[str, str]]:
     cookie = request.cookies.get(FLASH_COOKIE)
+    if cookie:
+        mark_personal(request)
     messages = loads_signed(request, "flash", cookie) if cookie else None
     return messages if isinstance(messages, list) else []
 

@@ -1,0 +1,51 @@
+"""A saturated database gets 503 with Retry-After, never a 500."""
+
+import pytest
+from sqlalchemy import text
+
+import database
+from tests.support.accounts import form_token
+
+
+@pytest.fixture
+def writer_holding_the_lock(app, backend, monkeypatch):
+    """Another writer of this process in the middle of its transaction, and a short queue."""
+    if backend != "sqlite":
+        pytest.skip("the in-process write queue serialises SQLite writers")
+    monkeypatch.setattr(database, "WRITE_QUEUE_TIMEOUT_S", 0.01)
+    session = app.state.database.session(write=True)
+    session.execute(text("SELECT 1"))  # BEGIN IMMEDIATE: the lock is now held
+    yield
+    session.rollback()
+    session.close()
+
+
+def test_api_write_gets_503_with_retry_after(client, make_user, api_headers, monkeypatch):
+    headers = api_headers(make_user("patient"))
+    database_ = client.app.state.database
+    if database_.engine.dialect.name != "sqlite":
+        pytest.skip("the in-process write queue serialises SQLite writers")
+    monkeypatch.setattr(database, "WRITE_QUEUE_TIMEOUT_S", 0.01)
+    other_writer = database_.session(write=True)
+    other_writer.execute(text("SELECT 1"))  # BEGIN IMMEDIATE: the lock is now held
+    response = client.post("/api/posts", json={"title": "T", "content": "C"}, headers=headers)
+    other_writer.rollback()
+    other_writer.close()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json() == {
+        "detail": "The site is busy right now; please try again in a moment."
+    }
+    # Once the other writer is done, the same request goes through.
+    retried = client.post("/api/posts", json={"title": "T", "content": "C"}, headers=headers)
+    assert retried.status_code == 201
+
+
+def test_form_write_gets_the_busy_page(client, writer_holding_the_lock):
+    token = form_token(client, "/login")
+    data = {"username": "someone", "password": "whatever", "csrf_token": token}
+    response = client.post("/login", data=data)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert "busy" in response.text
+    assert "content-security-policy" in response.headers
