@@ -29,7 +29,7 @@ BLOCKING_IMPACTS = frozenset({"serious", "critical"})
 SCHEMES = ["light", "dark"]
 SEARCH_WORD = "sourdough"
 
-SCREENSHOTS_DIR = ROOT / "static" / "screenshots"
+SCREENSHOTS_DIR = ROOT / "docs" / "screenshots"
 SCREENSHOT_VIEWPORT = {"width": 1200, "height": 800}
 SCREENSHOT_MAX_BYTES = 250_000
 
@@ -261,7 +261,7 @@ def test_no_serious_accessibility_violations(
 
 @pytest.mark.skipif(
     os.environ.get("INKWELL_SCREENSHOTS") != "1",
-    reason="set INKWELL_SCREENSHOTS=1 to refresh the README screenshots in static/screenshots",
+    reason="set INKWELL_SCREENSHOTS=1 to refresh the README screenshots in docs/screenshots",
 )
 @pytest.mark.parametrize(
     ("name", "scheme", "path"),
