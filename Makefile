@@ -19,14 +19,16 @@ TEST_WORKERS ?= 2
 # axe-core for the browser accessibility test, pinned in tests/e2e/package-lock.json.
 AXE := tests/e2e/node_modules/axe-core/axe.min.js
 
-.PHONY: install migrate run test lint demo backup lock system-deps clean
+.PHONY: install migrate run test lint demo backup check lock system-deps clean
 
 install: $(STAMP)
 
-# Reinstall only when the lock file changes: every package is checked against its hashes, and
-# any package the lock no longer lists is removed.
-$(STAMP): requirements.lock | $(UV_STAMP)
+# Reinstall only when the lock file or pyproject.toml changes: every package is checked against
+# its hashes, and any package the lock no longer lists is removed (the project itself too, so
+# it is installed after the sync: editable, without dependencies, for the `inkwell` command).
+$(STAMP): requirements.lock pyproject.toml | $(UV_STAMP)
 	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --editable .
 	touch $@
 
 # Once: the virtualenv and uv in it (again only when UV_VERSION changes). The virtualenv gets
@@ -40,19 +42,25 @@ $(UV_STAMP):
 	rm -f $(VENV)/.uv-*
 	touch $@
 
+# Every command below is `inkwell`'s (cli.py); `.venv/bin/inkwell --help` lists them all.
 migrate: install
-	$(BIN)/alembic upgrade head
+	$(BIN)/inkwell migrate
 
 run: migrate
-	$(BIN)/uvicorn main:app --host $(HOST) --port $(PORT)
+	$(BIN)/inkwell serve --host $(HOST) --port $(PORT)
 
 demo: migrate
-	$(BIN)/python -m seed --users 20 --posts 200
+	$(BIN)/inkwell seed --users 20 --posts 200
 
 # A consistent copy of the live database (the server may keep running), into backups/
 # unless OUTPUT=path is given: SQLite's online backup API, or pg_dump for PostgreSQL.
 backup: install
-	$(BIN)/python -m backup $(if $(OUTPUT),--output $(OUTPUT))
+	$(BIN)/inkwell backup $(if $(OUTPUT),--output $(OUTPUT))
+
+# The deployment self-check: fails, listing the problems, unless the settings are fit for
+# production.
+check: install
+	$(BIN)/inkwell check
 
 # The suite needs PostgreSQL 15 server binaries, Debian's Chromium and npm (for axe-core);
 # install them when missing.
@@ -102,4 +110,4 @@ lock: | $(UV_STAMP)
 	  --quiet --output-file requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -57,6 +57,15 @@ def secret_key_problem(settings: Settings) -> str | None:
     return None
 
 
+def startup_problem(settings: Settings) -> str | None:
+    """Why the app must refuse to start with these settings, if it must: outside development
+    a guessable key would let anyone forge CSRF tokens."""
+    problem = secret_key_problem(settings)
+    if problem and not settings.debug:
+        return f"{problem}. Set SECRET_KEY (or DEBUG=true)."
+    return None
+
+
 def deployment_problems(settings: Settings) -> list[str]:
     """A self-check of a production configuration (in the spirit of `check --deploy`)."""
     checks = {

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from config import Settings, file_clock, get_settings, secret_key_problem, use_clock
+from config import Settings, file_clock, get_settings, startup_problem, use_clock
 from database import Database
 from routers import account, api, feeds, pages, writing
 from services.posts import rerender_stale_posts
@@ -86,10 +86,9 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build an Inkwell application for `settings` (the environment's by default)."""
     settings = settings or get_settings()
-    problem = secret_key_problem(settings)
-    if problem and not settings.debug:
-        # Outside development a guessable key would let anyone forge CSRF tokens.
-        raise RuntimeError(f"Refusing to start: {problem}. Set SECRET_KEY (or DEBUG=true).")
+    problem = startup_problem(settings)
+    if problem:
+        raise RuntimeError(f"Refusing to start: {problem}")
     app = FastAPI(
         title=settings.site_name,
         summary="A server-rendered blog with a JSON API.",

@@ -1,7 +1,6 @@
-"""Benchmark datasets: SQLite files built with the project's own `seed` command, cached in
-bench/data/ and reused when present (brought up to the latest migration on every run)."""
+"""Benchmark datasets: SQLite files built with the project's own `inkwell seed` command, cached
+in bench/data/ and reused when present (brought up to the latest migration on every run)."""
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -53,13 +52,16 @@ def _sidecars(path: Path) -> list[Path]:
     return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
 
 
+def inkwell(*args: str) -> list[str]:
+    """The project's command line (cli.py), run with this interpreter."""
+    return [sys.executable, "-m", "cli", *args]
+
+
 def migrate(path: Path) -> None:
-    """`alembic upgrade head` on the file (a no-op when it is up to date)."""
-    env = {**os.environ, "DATABASE_URL": sqlite_url(path)}
+    """`inkwell migrate` on the file (a no-op when it is up to date)."""
     subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        inkwell("migrate", "--database-url", sqlite_url(path)),
         cwd=ROOT,
-        env=env,
         check=True,
         capture_output=True,
         timeout=MIGRATE_TIMEOUT_S,
@@ -67,17 +69,15 @@ def migrate(path: Path) -> None:
 
 
 def _seed(path: Path, size: Size) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "services.seed",
+    command = inkwell(
+        "seed",
         "--users",
         str(size.users),
         "--posts",
         str(size.posts),
         "--database-url",
         sqlite_url(path),
-    ]
+    )
     timeout = max(SEED_MIN_TIMEOUT_S, size.posts * SEED_SECONDS_PER_POST)
     # The seed command's progress bar goes to stderr, where the person running this sees it.
     subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, timeout=timeout)

@@ -1,9 +1,10 @@
 """A consistent copy of the live database, taken while the server keeps serving.
 
-    python -m backup                      # backups/inkwell-<UTC timestamp>.db or .dump
-    python -m backup --output PATH
+    inkwell backup                      # backups/inkwell-<UTC timestamp>.db or .dump
+    inkwell backup --output PATH
 
-The database is the `DATABASE_URL` setting (`config.get_settings()`).
+The database is the `DATABASE_URL` setting (`config.get_settings()`) unless the command is
+given another.
 
 - SQLite: the online backup API (`sqlite3.Connection.backup`) copies every page in one step
   from a single read snapshot; in WAL mode readers do not block writers, so the server keeps
@@ -17,18 +18,14 @@ The copy is written under a temporary name and renamed only once it is complete 
 so a file with the final name is always a whole backup.
 """
 
-import argparse
 import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
-
-from config import get_settings
 
 BACKUP_DIR = Path("backups")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -141,27 +138,3 @@ def _fsync(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Back up Inkwell's database while it runs.")
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=None,
-        help="file to write (default: backups/inkwell-<UTC timestamp>.db or .dump)",
-    )
-    args = parser.parse_args(argv)
-    database_url = get_settings().database_url
-    output = args.output or default_output(make_url(database_url))
-    try:
-        written = backup(database_url, output)
-    except BackupError as exc:
-        print(f"backup failed: {exc}", file=sys.stderr)
-        return 1
-    print(f"Backup written to {written} ({written.stat().st_size} bytes)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

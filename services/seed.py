@@ -1,26 +1,31 @@
-"""Fill the database with demo users and posts.
-
-    python -m seed --users 100 --posts 1000
+"""Fill the database with demo users and posts (`inkwell seed --users 100 --posts 1000`).
 
 Rows go in with bulk INSERTs in large batches, so 100,000 posts take seconds, not minutes.
 """
 
-import argparse
 import random
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, insert, select
 
-from config import get_settings
-from database import make_engine
 from models import Post, User
 from services.posts import rendered_fields
 
 BATCH_SIZE = 5_000
-BAR_WIDTH = 30
+
+# Told after every batch: the table's name, rows written so far, rows to write in all.
+Progress = Callable[[str, int, int], None]
+
+
+class SeedError(Exception):
+    """The demo data cannot be written; the message says why."""
+
+
+def _no_progress(_label: str, _done: int, _total: int) -> None:
+    pass
+
 
 FIRST_NAMES = [
     "ada",
@@ -90,14 +95,6 @@ SENTENCES = (
 )
 
 
-def progress(done: int, total: int, label: str) -> None:
-    """A one-line progress bar on stderr, redrawn in place."""
-    filled = BAR_WIDTH * done // max(total, 1)
-    bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-    end = "\n" if done >= total else ""
-    print(f"\r{label:>6} [{bar}] {done:>10,}/{total:,}", end=end, file=sys.stderr, flush=True)
-
-
 def user_rows(count: int, start: int, rng: random.Random) -> Iterator[dict[str, Any]]:
     now = datetime.now(UTC)
     for number in range(start, start + count):
@@ -127,7 +124,7 @@ def post_rows(count: int, user_ids: list[int], rng: random.Random) -> Iterator[d
 
 
 def insert_in_batches(
-    engine: Engine, table: Any, rows: Iterator[dict[str, Any]], total: int
+    engine: Engine, table: Any, rows: Iterator[dict[str, Any]], total: int, progress: Progress
 ) -> None:
     label = table.name
     done = 0
@@ -140,38 +137,30 @@ def insert_in_batches(
                 done += len(batch)
                 batch.clear()
                 if done < total:
-                    progress(done, total, label)
+                    progress(label, done, total)
         if batch:
             connection.execute(insert(table), batch)
-    progress(total, total, label)
+    progress(label, total, total)
 
 
-def seed(engine: Engine, *, users: int, posts: int, rng: random.Random) -> None:
+def seed(
+    engine: Engine,
+    *,
+    users: int,
+    posts: int,
+    rng: random.Random,
+    progress: Progress = _no_progress,
+) -> None:
+    """Add `users` users, then `posts` posts spread over all the users in the database."""
     with engine.connect() as connection:
         start = (connection.scalar(select(func.max(User.id))) or 0) + 1
     if users:
-        insert_in_batches(engine, User.__table__, user_rows(users, start, rng), users)
+        rows = user_rows(users, start, rng)
+        insert_in_batches(engine, User.__table__, rows, users, progress)
     with engine.connect() as connection:
         user_ids = list(connection.scalars(select(User.id)))
     if posts and not user_ids:
-        raise SystemExit("seed: no users to write the posts; pass --users")
+        raise SeedError("no users to write the posts; add some users too")
     if posts:
-        insert_in_batches(engine, Post.__table__, post_rows(posts, user_ids, rng), posts)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Fill Inkwell with demo users and posts.")
-    parser.add_argument("--users", type=int, default=10, help="users to add (default 10)")
-    parser.add_argument("--posts", type=int, default=100, help="posts to add (default 100)")
-    parser.add_argument("--database-url", default=None, help="default: the DATABASE_URL setting")
-    parser.add_argument("--seed", type=int, default=1, help="random seed, for repeatable data")
-    args = parser.parse_args(argv)
-    engine = make_engine(args.database_url or get_settings().database_url)
-    try:
-        seed(engine, users=args.users, posts=args.posts, rng=random.Random(args.seed))
-    finally:
-        engine.dispose()
-
-
-if __name__ == "__main__":
-    main()
+        rows = post_rows(posts, user_ids, rng)
+        insert_in_batches(engine, Post.__table__, rows, posts, progress)

@@ -1,11 +1,11 @@
-"""make backup: a consistent online copy, taken while the server is writing, restores with
-every row acknowledged before it began (the SQLite backup API; pg_dump for PostgreSQL)."""
+"""`inkwell backup` (make backup): a consistent online copy, taken while the server is writing,
+restores with every row acknowledged before it began (the SQLite backup API; pg_dump for
+PostgreSQL)."""
 
 import itertools
 import os
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from contextlib import ExitStack, closing
@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from services.backup import libpq_url, pg_tool
+from tests.support.commands import inkwell
 from tests.support.load import ROOT, Ledger, PostWriter, register
 from tests.support.server import migrate
 from tests.support.server_group import ServerGroup
@@ -26,12 +27,12 @@ _names = itertools.count(1)
 
 @pytest.mark.server
 def test_online_backup_while_writing(empty_database_url, backend, tmp_path, request):
-    """`python -m backup` copies the database while clients keep posting; the copy restores
+    """`inkwell backup` copies the database while clients keep posting; the copy restores
     and holds every post acknowledged before it began, each with its author."""
     migrate(empty_database_url)
     # A few thousand posts, so that the copy takes long enough for writes to overlap it.
     subprocess.run(
-        [sys.executable, "-m", "services.seed", "--users", "5", "--posts", "3000"],
+        inkwell("seed", "--users", "5", "--posts", "3000"),
         cwd=ROOT,
         env={**os.environ, "DATABASE_URL": empty_database_url},
         check=True,
@@ -68,7 +69,7 @@ def test_online_backup_while_writing(empty_database_url, backend, tmp_path, requ
                 before = {post_id: post.title for post_id, post in ledger.posts.items()}
             started = time.monotonic()
             result = subprocess.run(
-                [sys.executable, "-m", "services.backup", "--output", str(output)],
+                inkwell("backup", "--output", str(output)),
                 cwd=ROOT,
                 env={**os.environ, "DATABASE_URL": empty_database_url},
                 capture_output=True,

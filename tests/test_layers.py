@@ -1,5 +1,6 @@
 """The layers point one way: routers → web → services → models/schemas → database → config,
-and the domain (services) knows nothing of HTTP."""
+under the two entry points (main.py, the app; cli.py, the command line), and the domain
+(services) knows nothing of HTTP or of the command line."""
 
 import ast
 from pathlib import Path
@@ -8,14 +9,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 HTTP_PACKAGES = {"fastapi", "starlette"}
+CLI_PACKAGES = {"typer", "click"}
+ENTRY_POINTS = {"main", "cli"}
 # Each layer, and the project modules or packages it must never import.
 FORBIDDEN = {
-    "services": {"routers", "web", "main"} | HTTP_PACKAGES,
-    "web": {"routers", "main"},
-    "models.py": {"services", "web", "routers", "main", "schemas"},
-    "schemas.py": {"services", "web", "routers", "main"},
-    "database.py": {"services", "web", "routers", "main", "models", "schemas"},
-    "config.py": {"services", "web", "routers", "main", "models", "schemas", "database"},
+    "routers": {"cli"},
+    "services": {"routers", "web"} | ENTRY_POINTS | HTTP_PACKAGES | CLI_PACKAGES,
+    "web": {"routers"} | ENTRY_POINTS,
+    "models.py": {"services", "web", "routers", "schemas"} | ENTRY_POINTS,
+    "schemas.py": {"services", "web", "routers"} | ENTRY_POINTS,
+    "database.py": {"services", "web", "routers", "models", "schemas"} | ENTRY_POINTS,
+    "config.py": {"services", "web", "routers", "models", "schemas", "database"} | ENTRY_POINTS,
+    "main.py": {"cli"},
 }
 
 

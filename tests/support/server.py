@@ -1,8 +1,7 @@
-"""Run the real application in a uvicorn subprocess for tests that need a process."""
+"""Run the real application (`inkwell serve`) in a subprocess for tests that need a process."""
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.commands import inkwell
 from tests.support.pg import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,14 +17,9 @@ STARTUP_TIMEOUT_S = 30
 
 
 def migrate(database_url: str) -> None:
+    """`inkwell migrate`, as a deployment runs it."""
     env = {**os.environ, "DATABASE_URL": database_url}
-    subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    subprocess.run(inkwell("migrate"), cwd=ROOT, env=env, check=True, capture_output=True)
 
 
 def server_env(database_url: str, media_dir: Path, **extra: str) -> dict[str, str]:
@@ -32,12 +27,9 @@ def server_env(database_url: str, media_dir: Path, **extra: str) -> dict[str, st
 
 
 def server_command(port: int, workers: int) -> list[str]:
-    """uvicorn serving the app on a loopback port (the real server, as `make run` starts it)."""
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "main:app",
+    """The real server on a loopback port: `inkwell serve`, as `make run` starts it."""
+    return inkwell(
+        "serve",
         "--host",
         "127.0.0.1",
         "--port",
@@ -45,7 +37,7 @@ def server_command(port: int, workers: int) -> list[str]:
         "--workers",
         str(workers),
         "--no-access-log",
-    ]
+    )
 
 
 @contextmanager

@@ -1,0 +1,259 @@
+"""The `inkwell` command line: serve, migrate, seed, backup, check.
+
+The outermost layer, beside main.py: each command is one function below that parses its
+options and calls the services, so a new command (create-admin, export, import) is one more
+`@app.command()` function. Commands import what they use when they run, so `--help` answers
+at once. Whatever a command raises ends as one line on stderr and exit status 1; with
+INKWELL_DEBUG=1 the unexpected ones keep their traceback.
+"""
+
+import importlib.util
+import os
+import random
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+ROOT = Path(__file__).resolve().parent
+DEBUG_VARIABLE = "INKWELL_DEBUG"
+
+
+class CliError(Exception):
+    """A command cannot go on; the message, meant for the person running it, says why."""
+
+
+def one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def explain(exc: Exception) -> str | None:
+    """A one-line reason for an expected failure (the services' own errors, settings, the
+    database, files); None for anything else."""
+    if isinstance(exc, CliError | OSError) or type(exc).__module__.startswith("services."):
+        return one_line(exc)
+    # Imported only once something has failed, cheapest first.
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        fields = (f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        return f"invalid settings: {'; '.join(fields)}"
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        return f"database error: {one_line(exc.orig)}"
+    if isinstance(exc, ArgumentError):
+        return f"invalid database URL: {one_line(exc)}"
+    from alembic.util import CommandError
+
+    return one_line(exc) if isinstance(exc, CommandError) else None
+
+
+class Commands(TyperGroup):
+    """Runs the command asked for; what it raises becomes one line on stderr and exit 1."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException, BrokenPipeError):
+            raise  # deliberate exits, usage errors and a closed pipe: Typer's to report
+        except Exception as exc:
+            if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+                raise
+            reason = explain(exc) or (
+                f"{type(exc).__name__}: {one_line(exc)} ({DEBUG_VARIABLE}=1 shows the traceback)"
+            )
+            command = " ".join(filter(None, (ctx.info_name, ctx.invoked_subcommand)))
+            typer.echo(f"{command}: {reason}", err=True)
+            raise typer.Exit(1) from exc
+
+
+app = typer.Typer(
+    name="inkwell",
+    cls=Commands,
+    help="Inkwell's command line: serve the blog, migrate, seed and back up its database, "
+    "and check its settings for production.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="SQLAlchemy URL of the database (default: the DATABASE_URL setting).",
+        show_default=False,
+    ),
+]
+
+
+def database_url_or_setting(database_url: str | None) -> str:
+    if database_url:
+        return database_url
+    from config import get_settings
+
+    return get_settings().database_url
+
+
+@contextmanager
+def open_engine(database_url: str | None) -> Iterator["Engine"]:
+    """An engine for `database_url` (default: the setting), disposed of afterwards."""
+    from database import make_engine
+
+    engine = make_engine(database_url_or_setting(database_url))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+class ProgressBars:
+    """Progress bars on stderr, one for each table filled in turn (a `services.seed.Progress`).
+    Where stderr is not a terminal, each bar is just its label, printed once."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if self._bar is None:
+            self._bar = typer.progressbar(
+                length=total, label=f"{label:<6}", file=sys.stderr, show_pos=True
+            )
+        self._bar.update(done - self._bar.pos)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.render_finish()
+            self._bar = None
+
+    def __enter__(self) -> "ProgressBars":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def installed(module: str, fallback: str) -> str:
+    return module if importlib.util.find_spec(module) else fallback
+
+
+# ---------------------------------------------------------------- commands
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(envvar="HOST", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(envvar="PORT", min=1, max=65535, help="Port to listen on.")
+    ] = 8000,
+    workers: Annotated[
+        int, typer.Option(envvar="WEB_CONCURRENCY", min=1, help="Worker processes.")
+    ] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
+) -> None:
+    """Serve the blog with uvicorn (uvloop and httptools where installed)."""
+    import uvicorn
+
+    from config import get_settings, startup_problem
+
+    # Refuse here, once, rather than in every worker (which uvicorn would keep restarting).
+    problem = startup_problem(get_settings())
+    if problem:
+        raise CliError(f"refusing to start: {problem}")
+    uvicorn.run(
+        "main:app",
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        loop=installed("uvloop", "asyncio"),
+        http=installed("httptools", "h11"),
+        app_dir=str(ROOT),
+    )
+
+
+@app.command()
+def migrate(database_url: DatabaseUrl = None) -> None:
+    """Bring the database schema up to date (alembic upgrade head)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(ROOT / "alembic.ini"))
+    if database_url:
+        # The ini file's interpolation would read a URL-encoded password's % signs.
+        config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    command.upgrade(config, "head")
+
+
+@app.command()
+def seed(
+    users: Annotated[int, typer.Option(min=0, help="Users to add.")] = 10,
+    posts: Annotated[int, typer.Option(min=0, help="Posts to add, spread over all users.")] = 100,
+    database_url: DatabaseUrl = None,
+    random_seed: Annotated[
+        int, typer.Option("--seed", help="Random seed, for repeatable data.")
+    ] = 1,
+) -> None:
+    """Add demo users and posts to a migrated database."""
+    from services.seed import seed as add_demo_data
+
+    with open_engine(database_url) as engine, ProgressBars() as progress:
+        rng = random.Random(random_seed)
+        add_demo_data(engine, users=users, posts=posts, rng=rng, progress=progress)
+    typer.echo(f"Added {users:,} users and {posts:,} posts.")
+
+
+@app.command()
+def backup(
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="File to write (default: backups/inkwell-<UTC timestamp>.db or .dump).",
+            show_default=False,
+        ),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Copy the database while the server keeps running.
+
+    SQLite's online backup API, or pg_dump for PostgreSQL; checked before it takes its name.
+    """
+    from sqlalchemy.engine import make_url
+
+    from services.backup import backup as copy_database
+    from services.backup import default_output
+
+    url = database_url_or_setting(database_url)
+    written = copy_database(url, output or default_output(make_url(url)))
+    typer.echo(f"Backup written to {written} ({written.stat().st_size:,} bytes)")
+
+
+@app.command()
+def check() -> None:
+    """Check the settings for production.
+
+    One line per problem; the exit status is 1 if there is any, 0 otherwise.
+    """
+    from config import deployment_problems, get_settings
+
+    problems = deployment_problems(get_settings())
+    for problem in problems:
+        typer.echo(f"problem: {problem}")
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("No problems found: the settings are fit for production.")
+
+
+if __name__ == "__main__":
+    app()
