@@ -62,15 +62,17 @@ backup: install
 check: install
 	$(BIN)/inkwell check
 
-# The suite needs PostgreSQL 15 server binaries, Debian's Chromium and npm (for axe-core);
+# The suite needs PostgreSQL 15 server binaries, Debian's Chromium, npm (axe-core, the Nu checker,
+# Lighthouse) and Java (the Nu checker runs on it);
 # install them when missing.
 system-deps:
-	@if [ ! -x $(PG_BIN)/initdb ] || [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/npm ]; then \
-	  node=; [ -x /usr/bin/npm ] || node="nodejs npm"; \
+	@if [ ! -x $(PG_BIN)/initdb ] || [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/npm ] || ! command -v java >/dev/null; then \
+	  extra=; [ -x /usr/bin/npm ] || extra="nodejs npm"; \
+	  command -v java >/dev/null || extra="$$extra default-jre-headless"; \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 chromium $$node >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 chromium $$extra >/dev/null; \
 	  else \
-	    echo "Missing PostgreSQL 15, Chromium or npm: sudo apt-get install postgresql-15 chromium $$node" >&2; exit 1; \
+	    echo "Missing PostgreSQL 15, Chromium, npm or Java: sudo apt-get install postgresql-15 chromium $$extra" >&2; exit 1; \
 	  fi; \
 	fi
 

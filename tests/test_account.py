@@ -10,20 +10,7 @@ from sqlalchemy import func, select
 
 from models import Post, User
 from tests.support.accounts import PASSWORD, form_token
-
-
-def png_bytes(size=(400, 250), color=(200, 40, 40)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def bomb_png() -> bytes:
-    """A small file that declares 20,000 x 20,000 pixels (a decompression bomb)."""
-    buffer = io.BytesIO()
-    Image.new("1", (20_000, 20_000)).save(buffer, "PNG")
-    return buffer.getvalue()
-
+from tests.support.images import bomb_png, png_bytes
 
 CRAFTED = {
     "text renamed .png": ("notes.png", b"just some text, honestly", "image/png"),

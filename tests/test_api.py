@@ -8,8 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import Post, User
-
-PASSWORD = "correct horse battery staple"
+from tests.support.accounts import PASSWORD
 
 
 def create_user(client: TestClient, username: str = "alice", email: str | None = None) -> dict:

@@ -19,7 +19,6 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
-from io import BytesIO
 from typing import Any
 
 import pytest
@@ -28,7 +27,6 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
 from pydantic import BaseModel
 from schemathesis import GenerationMode
 from schemathesis.errors import FailureGroup
@@ -42,8 +40,8 @@ from models import AuthSession, LoginFailure, Post, User
 from services.passwords import hash_password
 from services.posts import rendered_fields
 from services.sessions import create_session
-
-PASSWORD = "correct horse battery staple"
+from tests.support.accounts import PASSWORD
+from tests.support.images import png_bytes
 
 FUZZ_SETTINGS = settings(
     max_examples=40,
@@ -160,11 +158,8 @@ def password_hash() -> str:
     return hash_password(PASSWORD)
 
 
-@cache
 def tiny_png() -> bytes:
-    buffer = BytesIO()
-    Image.new("RGB", (8, 8), (200, 80, 40)).save(buffer, "PNG")
-    return buffer.getvalue()
+    return png_bytes((8, 8), (200, 80, 40))
 
 
 @dataclass(frozen=True)

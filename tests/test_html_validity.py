@@ -7,7 +7,6 @@ and images; flash messages; forms with errors) and checked in one run, since sta
 takes most of the time.
 """
 
-import io
 import json
 import shutil
 import subprocess
@@ -16,9 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
 
-from tests.conftest import PASSWORD, ROOT, form_token, login
+from tests.support.accounts import PASSWORD, form_token, login
+from tests.support.images import png_bytes
+from tests.support.server import ROOT
 
 VNU_JAR = ROOT / "tests" / "e2e" / "node_modules" / "vnu-jar" / "build" / "dist" / "vnu.jar"
 VNU_TIMEOUT_SECONDS = 300
@@ -67,12 +67,6 @@ Questions? <mailto:baker@example.com> or https://example.com/contact.
 
 # A microsecond part, which the datetime attribute must not print with six digits.
 FEATURED_DATE = datetime(2025, 3, 4, 19, 30, 15, 123456, tzinfo=UTC)
-
-
-def png_bytes() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 64), (11, 92, 173)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 class Pages:
@@ -252,7 +246,7 @@ def test_every_page_type_is_valid_html(client, make_account, make_user, make_pos
     picture = {"form_path": "/account"}
     bad_file = {"picture": ("notes.png", b"not a picture", "image/png")}
     pages.post("account-picture-error", "/account/picture", {}, 422, files=bad_file, **picture)
-    good_file = {"picture": ("me.png", png_bytes(), "image/png")}
+    good_file = {"picture": ("me.png", png_bytes((64, 64), (11, 92, 173)), "image/png")}
     pages.post(
         "account-picture-uploaded-with-flash", "/account/picture", {}, files=good_file, **picture
     )

@@ -15,7 +15,6 @@ might hold anything, so users are inserted directly into the database.
 Run with `-rP` to see the summary line each backend prints.
 """
 
-import io
 import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
@@ -25,13 +24,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from routers.feeds import xml_text
 from schemas import USERNAME_PATTERN, plain_line
 from services.markdown import excerpt
 from services.search import MARK_END, MARK_START
 from tests.support.accounts import PASSWORD, csrf_from, form_token
+from tests.support.images import png_bytes
 from tests.support.xss_tools import (
     ATOM,
     NEXT_TARGETS,
@@ -99,12 +98,6 @@ def seed_corpus(client: TestClient, make_user, api_headers) -> list[Seeded]:
 def stored_fields(item: Seeded, *, content: bool = True) -> list[tuple[str, str]]:
     shown = [("username", item.payload), ("post title", item.payload)]
     return [*shown, ("post content", item.payload)] if content else shown
-
-
-def png_bytes() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (32, 32), (30, 90, 160)).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def is_local_path(location: str) -> bool:
@@ -410,7 +403,7 @@ def check_as_author(
     audit.shows(where, "email box", attr_of(root, "field-email", "value"), item.payload, exact=True)
 
     where = f"POST /account/picture filename={item.payload!r}"
-    upload = png_bytes() if real_picture else b"<script>alert(1)</script>"
+    upload = png_bytes((32, 32), (30, 90, 160)) if real_picture else b"<script>alert(1)</script>"
     response = member.post(
         "/account/picture",
         data={"csrf_token": token},

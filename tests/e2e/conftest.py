@@ -2,25 +2,12 @@
 
 import re
 from collections.abc import Generator, Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.support.server import ROOT, migrate, running_server
-
-E2E_DIR = Path(__file__).resolve().parent
-ARTIFACTS_DIR = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.support.browser import ARTIFACTS_DIR, CHROMIUM, CHROMIUM_ARGS, E2E_DIR
+from tests.support.server import migrate, running_server
 
 _reports = pytest.StashKey[dict[str, pytest.TestReport]]()
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.e2e.api_helpers import (
+from tests.support.api import (
     PASSWORD,
     Account,
     create_post,
@@ -21,7 +21,7 @@ from tests.e2e.api_helpers import (
     get_token,
     upload_picture,
 )
-from tests.e2e.conftest import E2E_DIR
+from tests.support.browser import E2E_DIR
 from tests.support.server import ROOT
 
 AXE_JS = E2E_DIR / "node_modules" / "axe-core" / "axe.min.js"

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from tests.e2e.api_helpers import (
+from tests.support.api import (
     PASSWORD,
     create_author_with_post,
     create_post,
@@ -19,7 +19,7 @@ from tests.e2e.api_helpers import (
     unique_username,
     upload_picture,
 )
-from tests.e2e.conftest import ARTIFACTS_DIR
+from tests.support.browser import ARTIFACTS_DIR
 
 RED = (220, 40, 40)
 BLUE = (30, 90, 200)

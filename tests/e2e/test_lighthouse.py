@@ -14,8 +14,8 @@ import subprocess
 import pytest
 from PIL import Image
 
-from tests.e2e.api_helpers import create_post, create_user, get_token, upload_picture
-from tests.e2e.conftest import CHROMIUM, E2E_DIR
+from tests.support.api import create_post, create_user, get_token, upload_picture
+from tests.support.browser import CHROMIUM, E2E_DIR
 
 pytestmark = pytest.mark.browser
 

@@ -4,8 +4,8 @@ import uuid
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.api_helpers import create_author_with_post
-from tests.e2e.conftest import ARTIFACTS_DIR
+from tests.support.api import create_author_with_post
+from tests.support.browser import ARTIFACTS_DIR
 
 
 def test_home_lists_post_and_links_to_it(page: Page, live_server: str) -> None:

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route
 
-from tests.e2e.api_helpers import create_post, create_user, get_token, unique_username
+from tests.support.api import create_post, create_user, get_token, unique_username
 from tests.support.xss_tools import PAYLOADS, markdown_document
 
 MARKER = "window.__xss=1"

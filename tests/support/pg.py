@@ -2,6 +2,7 @@
 
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -14,10 +15,36 @@ PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 SERVER_USER = "postgres"
 
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_TEST_PORT = 10_000
+
+
+def _ephemeral_ports() -> range:
+    try:
+        low, high = map(int, EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        low, high = 32_768, 60_999
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port outside the kernel's ephemeral range.
+
+    A server on an ephemeral port can lose it while it restarts: a client connecting to the
+    empty port may be given that very port as its own, and connects to itself (TCP
+    simultaneous open), holding the port. Ports below the range are never handed out so.
+    """
+    ephemeral = _ephemeral_ports()
+    choices = range(LOWEST_TEST_PORT, ephemeral.start)
+    for _ in range(1000):
+        port = random.choice(choices)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def _as_server_user(command: list[str]) -> list[str]:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import httpx
 
 # Long enough, and not on the common-passwords list the app refuses.
-PASSWORD = "correct horse battery staple"
+from tests.support.accounts import PASSWORD
+
 # Password hashing (argon2) is deliberately slow; leave room for a busy test machine.
 TIMEOUT_S = 30
 
