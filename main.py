@@ -107,9 +107,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", FingerprintedStaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/media", StaticFiles(directory=settings.media_dir), name="media")
     app.include_router(api.router)
+    # Before the pages: /posts/{id}/edit must not be read as a post whose slug is "edit"
+    # (services.posts reserves such slugs).
+    app.include_router(writing.router)
     app.include_router(pages.router)
     app.include_router(account.router)
-    app.include_router(writing.router)
     app.include_router(feeds.router)
     _add_middleware(app, settings)
     register_error_handlers(app)

@@ -17,11 +17,17 @@ USERNAME_MAX_LENGTH = 50
 EMAIL_MAX_LENGTH = 120
 TITLE_MAX_LENGTH = 100
 CONTENT_MAX_LENGTH = 100_000
+SLUG_MAX_LENGTH = 80
+TAG_MAX_LENGTH = 40
+MAX_TAGS_PER_POST = 10
+TIMEZONE_MAX_LENGTH = 64
 FIELD_LIMITS = {
     "username": USERNAME_MAX_LENGTH,
     "email": EMAIL_MAX_LENGTH,
     "title": TITLE_MAX_LENGTH,
     "content": CONTENT_MAX_LENGTH,
+    "slug": SLUG_MAX_LENGTH,
+    "tag": TAG_MAX_LENGTH,
 }
 
 DEFAULT_AVATAR = "/static/profile_pics/default.jpg"
@@ -32,6 +38,12 @@ def _same_as_posted(context: DefaultExecutionContext) -> datetime:
     # A new post has not been edited: updated_at starts equal to date_posted, to the
     # microsecond (two separate utcnow() calls would make it look edited).
     return context.get_current_parameters()["date_posted"]
+
+
+def _published_when_posted(context: DefaultExecutionContext) -> datetime | None:
+    # A post created published without a moment of its own went live when it was posted.
+    parameters = context.get_current_parameters()
+    return parameters["date_posted"] if parameters.get("status") == "published" else None
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -70,12 +82,16 @@ class User(Base):
     # None for accounts created before passwords existed: they can be read but not log in.
     password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Where the author lives: schedules are entered and shown in this zone (IANA name).
+    timezone: Mapped[str] = mapped_column(
+        String(TIMEZONE_MAX_LENGTH), server_default="UTC", default="UTC"
+    )
 
     posts: Mapped[list["Post"]] = relationship(
         back_populates="author",
         cascade="all, delete-orphan",
         passive_deletes=True,
-        order_by="(Post.date_posted.desc(), Post.id.desc())",
+        order_by="(Post.published_at.desc(), Post.id.desc())",
     )
 
     @property
@@ -92,10 +108,11 @@ class User(Base):
 class Post(Base):
     __tablename__ = "posts"
     __table_args__ = (
-        # Newest-first listings walk these indexes backwards: no sort, whatever the table size.
-        # The second one also serves the foreign key (cascading deletes, author pages).
-        Index("ix_posts_date_posted_id", "date_posted", "id"),
-        Index("ix_posts_user_id_date_posted_id", "user_id", "date_posted", "id"),
+        # Newest-first listings walk these indexes backwards: no sort, whatever the table size,
+        # and readers' listings stop at `published_at <= now` within them. The second one also
+        # serves the foreign key (cascading deletes, author pages).
+        Index("ix_posts_published_at_id", "published_at", "id"),
+        Index("ix_posts_user_id_published_at_id", "user_id", "published_at", "id"),
         # Lets each worker's start-up find posts an older renderer produced without reading
         # the whole table (services.posts.rerender_stale_posts).
         Index("ix_posts_render_version", "render_version"),
@@ -119,13 +136,82 @@ class Post(Base):
     # Optimistic locking: every UPDATE checks and bumps it, so of two edits made from the
     # same version the second fails instead of silently overwriting the first.
     version: Mapped[int] = mapped_column(server_default="1", default=1)
+    # draft, scheduled or published. Readers see a post once `published_at` has come:
+    # drafts have none, a scheduled post a future one, so a post goes live at its moment
+    # with no job to run (services.posts.visible_to_readers).
+    status: Mapped[str] = mapped_column(String(16), server_default="published", default="published")
+    published_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), default=_published_when_posted
+    )
+    slug: Mapped[str] = mapped_column(
+        String(SLUG_MAX_LENGTH), server_default="post", default="post"
+    )
 
     author: Mapped[User] = relationship(back_populates="posts")
+    tags: Mapped[list["Tag"]] = relationship(
+        # Loaded for every post of a listing in one more statement, in the order they were
+        # first used (the key's order: no sort step).
+        secondary="post_tags",
+        lazy="selectin",
+    )
+    review_links: Mapped[list["ReviewLink"]] = relationship(
+        back_populates="post", cascade="all, delete-orphan", passive_deletes=True
+    )
 
     __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
 
+    @property
+    def status_now(self) -> str:
+        """The status a reader sees: a scheduled post whose moment has come is published."""
+        if self.status == "scheduled" and self.is_live():
+            return "published"
+        return self.status
+
+    def is_live(self) -> bool:
+        """Whether readers see the post now."""
+        return self.published_at is not None and self.published_at <= utcnow()
+
     def __repr__(self) -> str:
         return f"Post(id={self.id!r}, title={self.title!r})"
+
+
+class Tag(Base):
+    """A tag: its name as first typed, and the slug that makes two spellings one tag."""
+
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(TAG_MAX_LENGTH * 2), unique=True)
+    name: Mapped[str] = mapped_column(String(TAG_MAX_LENGTH))
+
+    def __repr__(self) -> str:
+        return f"Tag(slug={self.slug!r})"
+
+
+class PostTag(Base):
+    __tablename__ = "post_tags"
+    # A tag's listing starts from its rows (tag_id first); the primary key serves a post's tags.
+    __table_args__ = (Index("ix_post_tags_tag_id_post_id", "tag_id", "post_id"),)
+
+    post_id: Mapped[int] = mapped_column(
+        ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+
+
+class ReviewLink(Base):
+    """An unguessable link that shows an unpublished post to whoever holds it, until it
+    expires or its author revokes it. Only a hash of the token is stored."""
+
+    __tablename__ = "review_links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    post: Mapped[Post] = relationship(back_populates="review_links")
 
 
 class AuthSession(Base):

@@ -1,23 +1,36 @@
 """Pydantic models: what the API accepts and returns, and what the forms validate."""
 
 import re
+import zoneinfo
 from datetime import datetime
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
 
 from config import PROJECT_ROOT
-from models import CONTENT_MAX_LENGTH, EMAIL_MAX_LENGTH, TITLE_MAX_LENGTH, USERNAME_MAX_LENGTH
+from models import (
+    CONTENT_MAX_LENGTH,
+    EMAIL_MAX_LENGTH,
+    MAX_TAGS_PER_POST,
+    SLUG_MAX_LENGTH,
+    TAG_MAX_LENGTH,
+    TIMEZONE_MAX_LENGTH,
+    TITLE_MAX_LENGTH,
+    USERNAME_MAX_LENGTH,
+)
 
 COMMON_PASSWORDS_FILE = PROJECT_ROOT / "data" / "common_passwords.txt"
 # Bidi embeddings, overrides and isolates: text holding them can display in another order
@@ -70,6 +83,7 @@ _TITLE_UNSAFE = re.compile(f"[{_TITLE_INVISIBLE}]")
 # For the API schema: a title needs one character that none of the rules removes (the
 # validators enforce the same; a JSON Schema pattern is only searched for, not anchored).
 TITLE_PATTERN = f"[^\\s\x00{_TITLE_INVISIBLE}\ue000\ue001]"
+VISIBLE_TEXT = {"pattern": TITLE_PATTERN}
 
 
 def plain_line(value: str) -> str:
@@ -107,7 +121,7 @@ Email = Annotated[
 Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH),
-    Field(json_schema_extra={"pattern": TITLE_PATTERN}),
+    Field(json_schema_extra=VISIBLE_TEXT),
     AfterValidator(_reject_nul),
     AfterValidator(_drop_search_markers),
     AfterValidator(plain_line),
@@ -168,9 +182,32 @@ class Token(BaseModel):
     token_type: str = "bearer"
 
 
+@lru_cache(maxsize=1)
+def known_timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _known_timezone(value: str) -> str:
+    if value not in known_timezones():
+        raise ValueError("is not a time zone name such as Europe/Paris or America/New_York")
+    return value
+
+
+Timezone = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=TIMEZONE_MAX_LENGTH),
+    AfterValidator(_known_timezone),
+    Field(
+        description="An IANA time zone name; schedules are entered and shown in it",
+        json_schema_extra={"enum": sorted(known_timezones())},
+    ),
+]
+
+
 class UserUpdate(PartialUpdate):
     username: Username | SkipJsonSchema[None] = None
     email: Email | SkipJsonSchema[None] = None
+    timezone: Timezone | SkipJsonSchema[None] = None
 
 
 class UserPublic(BaseModel):
@@ -188,6 +225,44 @@ class UserPrivate(UserPublic):
     """A user as they see themselves."""
 
     email: str
+    timezone: str
+
+
+PostStatus = Literal["draft", "scheduled", "published"]
+SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+TagName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=TAG_MAX_LENGTH),
+    Field(json_schema_extra=VISIBLE_TEXT),
+    AfterValidator(_reject_nul),
+    AfterValidator(plain_line),
+    AfterValidator(_reject_blank),
+]
+Tags = Annotated[
+    list[TagName],
+    Field(max_length=MAX_TAGS_PER_POST, description=f"Up to {MAX_TAGS_PER_POST} tag names"),
+]
+Slug = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=SLUG_MAX_LENGTH, pattern=SLUG_PATTERN),
+    Field(
+        description="Lower-case letters, digits and single hyphens; made from the title if absent"
+    ),
+]
+
+
+def _datetime_text(value: object) -> object:
+    # An RFC 3339 string, as documented: not a number of seconds.
+    if isinstance(value, int | float):
+        raise ValueError("must be a date-time string such as 2027-01-31T09:00:00Z")
+    return value
+
+
+PublishedAt = Annotated[
+    AwareDatetime,
+    BeforeValidator(_datetime_text),
+    Field(description="When the post goes live (required for `scheduled`, with a time zone)"),
+]
 
 
 class PostBase(BaseModel):
@@ -195,10 +270,28 @@ class PostBase(BaseModel):
     content: Content
 
 
+# A scheduled post must say when it goes live (as JSON Schema, so clients can know too).
+SCHEDULE_NEEDS_TIME = {
+    "if": {"properties": {"status": {"const": "scheduled"}}, "required": ["status"]},
+    "then": {"required": ["published_at"], "properties": {"published_at": {"type": "string"}}},
+}
+
+
 class PostCreate(PostBase):
     """The body of POST: the author is the authenticated user."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=SCHEDULE_NEEDS_TIME)
+
+    status: PostStatus = "published"
+    published_at: PublishedAt | None = None
+    tags: Tags = []
+    slug: Slug | None = None
+
+    @model_validator(mode="after")
+    def _scheduled_has_a_time(self) -> "PostCreate":
+        if self.status == "scheduled" and self.published_at is None:
+            raise ValueError("a scheduled post needs published_at")
+        return self
 
 
 Version = Annotated[
@@ -208,11 +301,24 @@ Version = Annotated[
 
 
 class PostReplace(PostBase):
-    """The body of PUT: every editable field, all required."""
+    """The body of PUT: title and content replaced; status, schedule, tags and slug are kept
+    as they are unless sent (so an older client's PUT never publishes a draft). A scheduled
+    post may keep the time it has."""
 
     model_config = ConfigDict(extra="forbid")
 
+    status: PostStatus | SkipJsonSchema[None] = None
+    published_at: PublishedAt | SkipJsonSchema[None] = None
+    tags: Tags | SkipJsonSchema[None] = None
+    slug: Slug | SkipJsonSchema[None] = None
     version: Version | None = None
+
+    @field_validator("status", "published_at", "tags", "slug", mode="before")
+    @classmethod
+    def _omitted_not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("may be omitted but not null")
+        return value
 
 
 class PostUpdate(PartialUpdate):
@@ -220,6 +326,10 @@ class PostUpdate(PartialUpdate):
 
     title: Title | SkipJsonSchema[None] = None
     content: Content | SkipJsonSchema[None] = None
+    status: PostStatus | SkipJsonSchema[None] = None
+    published_at: PublishedAt | SkipJsonSchema[None] = None
+    tags: Tags | SkipJsonSchema[None] = None
+    slug: Slug | SkipJsonSchema[None] = None
     version: Version | SkipJsonSchema[None] = None
 
 
@@ -228,6 +338,31 @@ class PostPublic(PostBase):
 
     id: int
     version: int
+    # A scheduled post whose moment has come reads as published.
+    status: PostStatus = Field(validation_alias="status_now")
+    published_at: datetime | None
     date_posted: datetime
     updated_at: datetime
+    tags: list[str]
+    slug: str
+    url: str = Field("", description="The post's canonical address")
     author: UserPublic
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tag_names(cls, value: object) -> object:
+        if isinstance(value, list):
+            return [getattr(tag, "name", tag) for tag in value]
+        return value
+
+
+class ReviewLinkPublic(BaseModel):
+    id: int
+    url: str = Field(description="Shows the post to whoever holds it; shown only once")
+    expires_at: datetime
+
+
+class TagPublic(BaseModel):
+    name: str
+    slug: str
+    post_count: int

@@ -8,7 +8,7 @@ from starlette.datastructures import UploadFile
 
 from database import SessionDep
 from models import User
-from schemas import PasswordChange, UserCreate, UserUpdate
+from schemas import PasswordChange, UserCreate, UserUpdate, known_timezones
 from services import accounts, media, sessions, users
 from services.errors import DuplicateError
 from web.cookies import SESSION_COOKIE, clear_cookie, set_session_cookie
@@ -143,6 +143,9 @@ def _account_page(
         "errors": {},
         "password_errors": {},
         "picture_error": None,
+        "timezone_error": None,
+        "timezone_value": None,
+        "timezones": sorted(known_timezones()),
         **sections,
     }
     return render(request, "account/account.html", context, status_code)
@@ -173,6 +176,19 @@ def update_account(
         errors = {exc.field: exc.message}
         return _account_page(request, user, status.HTTP_409_CONFLICT, values=values, errors=errors)
     return redirect(request, url_for(request, "account"), "Your account has been updated.")
+
+
+@router.post("/account/timezone", name="account_timezone", dependencies=[CsrfProtected])
+def update_timezone(
+    request: Request, db: SessionDep, user: RequiredUser, timezone: FormText = ""
+) -> Response:
+    """Change the time zone schedules are entered and shown in."""
+    result = validate(UserUpdate, {"timezone": timezone})
+    if isinstance(result, dict):
+        error = result.get("timezone", "Choose a time zone")
+        return _account_page(request, user, 422, timezone_error=error, timezone_value=timezone)
+    users.update_user(db, user=user, data=result)
+    return redirect(request, url_for(request, "account"), "Your time zone has been saved.")
 
 
 @router.post("/account/password", name="account_password", dependencies=[CsrfProtected])

@@ -27,18 +27,21 @@ from schemas import (
     PostPublic,
     PostReplace,
     PostUpdate,
+    ReviewLinkPublic,
+    TagPublic,
     Token,
     UserCreate,
     UserPrivate,
     UserPublic,
     UserUpdate,
 )
-from services import accounts, media, posts, search, sessions, users
+from services import accounts, media, posts, search, sessions, tags, users
 from web.compression import identity_tag
-from web.deps import ApiToken, ApiUser, PageNumber, PerPage, SettingsDep
+from web.deps import ApiToken, ApiUser, MaybeApiUser, PageNumber, PerPage, SettingsDep
 from web.middleware import UPLOAD_BODY_LIMIT, BodyLimitedRoute, body_limit
 from web.privacy import Public
 from web.security import client_ip
+from web.urls import post_url, url_for
 
 router = APIRouter(prefix="/api", tags=["api"], route_class=BodyLimitedRoute)
 
@@ -68,9 +71,16 @@ LIST_HEADERS = {
 }
 
 
+def _public(request: Request, post: Post) -> PostPublic:
+    """A post as the API shows it, with its absolute canonical address."""
+    public = PostPublic.model_validate(post)
+    public.url = post_url(request, post)
+    return public
+
+
 def _paginate(
     request: Request, response: Response, page: posts.PostPage | posts.SearchResults
-) -> list[Post]:
+) -> list[PostPublic]:
     """Advertise neighbouring pages in a Link header; the body stays a plain array."""
     links = []
     if page.has_previous:
@@ -79,7 +89,7 @@ def _paginate(
         links.append(f'<{request.url.include_query_params(page=page.number + 1)}>; rel="next"')
     if links:
         response.headers["Link"] = ", ".join(links)
-    return page.posts
+    return [_public(request, post) for post in page.posts]
 
 
 # ---------------------------------------------------------------- tokens
@@ -181,6 +191,31 @@ def delete_me(db: SessionDep, settings: SettingsDep, user: ApiUser) -> None:
 
 
 @router.get(
+    "/users/me/posts",
+    response_model=list[PostPublic],
+    responses=AUTH | INVALID | {200: {"headers": LIST_HEADERS}},
+)
+def list_my_posts(
+    request: Request,
+    response: Response,
+    db: SessionDep,
+    settings: SettingsDep,
+    user: ApiUser,
+    page: PageNumber = 1,
+    per_page: PerPage = None,
+) -> Any:
+    """Your own posts in every status: drafts and scheduled posts first, then newest first."""
+    listing = posts.list_posts(
+        db,
+        page=page,
+        per_page=per_page or settings.page_size,
+        author_id=user.id,
+        include_unpublished=True,
+    )
+    return _paginate(request, response, listing)
+
+
+@router.get(
     "/users/{user_id}",
     response_model=UserPublic,
     responses=NOT_FOUND | INVALID,
@@ -249,7 +284,7 @@ def list_user_posts(
     "/posts",
     dependencies=[Public],
     response_model=list[PostPublic],
-    responses=INVALID | {200: {"headers": LIST_HEADERS}},
+    responses=NOT_FOUND | INVALID | {200: {"headers": LIST_HEADERS}},
 )
 def list_posts(
     request: Request,
@@ -267,14 +302,28 @@ def list_posts(
             )
         ),
     ] = None,
+    tag: Annotated[
+        str | None, Query(max_length=80, description="Only posts carrying this tag (its slug)")
+    ] = None,
 ) -> Any:
-    """List posts, newest first, or search them with `q`."""
+    """List published posts, newest first; search them with `q`, or filter by `tag`."""
     size = per_page or settings.page_size
     if q is not None:
         return _paginate(
             request, response, posts.search_posts(db, query=q, page=page, per_page=size)
         )
-    return _paginate(request, response, posts.list_posts(db, page=page, per_page=size))
+    tag_id = tags.get_tag(db, slug=tag).id if tag is not None else None
+    listing = posts.list_posts(db, page=page, per_page=size, tag_id=tag_id)
+    return _paginate(request, response, listing)
+
+
+@router.get("/tags", response_model=list[TagPublic], dependencies=[Public])
+def list_tags(db: SessionDep) -> Any:
+    """Every tag with at least one published post, and how many it has."""
+    return [
+        TagPublic(name=entry.tag.name, slug=entry.tag.slug, post_count=entry.post_count)
+        for entry in tags.list_tags(db)
+    ]
 
 
 @router.post(
@@ -283,9 +332,10 @@ def list_posts(
     response_model=PostPublic,
     responses=AUTH | BODY,
 )
-def create_post(data: PostCreate, db: SessionDep, user: ApiUser) -> Any:
-    """Publish a post as the authenticated user."""
-    return posts.create_post(db, data=data, author=user)
+def create_post(request: Request, data: PostCreate, db: SessionDep, user: ApiUser) -> Any:
+    """Write a post as the authenticated user: published (the default), a draft, or
+    scheduled for a future `published_at`."""
+    return _public(request, posts.create_post(db, data=data, author=user))
 
 
 @router.get(
@@ -294,12 +344,15 @@ def create_post(data: PostCreate, db: SessionDep, user: ApiUser) -> Any:
     responses=NOT_FOUND | INVALID,
     dependencies=[Public],
 )
-def read_post(post_id: PostId, db: SessionDep, response: Response) -> Any:
-    """Read one post. Its ETag may be sent back in If-Match when editing it."""
-    post = posts.get_post(db, post_id=post_id)
+def read_post(
+    request: Request, post_id: PostId, db: SessionDep, response: Response, viewer: MaybeApiUser
+) -> Any:
+    """Read one post (a draft or a scheduled one only with its author's token). Its ETag
+    may be sent back in If-Match when editing it."""
+    post = posts.get_post(db, post_id=post_id, user=viewer)
     response.headers["ETag"] = post_etag(post)
     response.headers["Last-Modified"] = format_datetime(post.updated_at, usegmt=True)
-    return post
+    return _public(request, post)
 
 
 IfMatch = Annotated[
@@ -317,13 +370,14 @@ EDIT_RESPONSES = (
 
 
 def _edit(
+    request: Request,
     db: SessionDep,
     user: User,
     post_id: int,
     data: PostReplace | PostUpdate,
     if_match: str | None,
     response: Response,
-) -> Post:
+) -> PostPublic:
     """The shared body of PUT and PATCH: author check, precondition, then the update."""
     post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
     if if_match is not None and not _etag_matches(post_etag(post), if_match):
@@ -332,16 +386,17 @@ def _edit(
         )
     post = posts.update_post(db, post=post, data=data)
     response.headers["ETag"] = post_etag(post)
-    return post
+    return _public(request, post)
 
 
 def post_etag(post: Post) -> str:
-    """A strong validator for a post's API representation: its version plus the author
-    fields shown with it (they change without touching the post)."""
+    """A strong validator for a post's API representation: its version and the status
+    shown (which changes without a write when a scheduled post's moment comes), plus the
+    author fields shown with it (they change without touching the post)."""
     author = hashlib.blake2b(
         f"{post.author.username}\0{post.author.image_file}".encode(), digest_size=6
     ).hexdigest()
-    return f'"p{post.id}v{post.version}a{author}"'
+    return f'"p{post.id}v{post.version}{post.status_now[0]}a{author}"'
 
 
 def _etag_matches(current: str, if_match: str) -> bool:
@@ -354,17 +409,20 @@ def _etag_matches(current: str, if_match: str) -> bool:
 def replace_post(
     post_id: PostId,
     data: PostReplace,
+    request: Request,
     db: SessionDep,
     user: ApiUser,
     response: Response,
     if_match: IfMatch = None,
 ) -> Any:
-    """Replace a post's title and content (its author only)."""
-    return _edit(db, user, post_id, data, if_match, response)
+    """Replace a post's title and content, and the status, schedule, tags or slug sent
+    (its author only)."""
+    return _edit(request, db, user, post_id, data, if_match, response)
 
 
 @router.patch("/posts/{post_id}", response_model=PostPublic, responses=EDIT_RESPONSES)
 def update_post(
+    request: Request,
     post_id: PostId,
     data: PostUpdate,
     db: SessionDep,
@@ -373,7 +431,33 @@ def update_post(
     if_match: IfMatch = None,
 ) -> Any:
     """Change some of a post's fields (its author only)."""
-    return _edit(db, user, post_id, data, if_match, response)
+    return _edit(request, db, user, post_id, data, if_match, response)
+
+
+@router.post(
+    "/posts/{post_id}/review-links",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ReviewLinkPublic,
+    responses=AUTHOR_ONLY | {409: _error("The post is already public")},
+)
+def create_review_link(request: Request, post_id: PostId, db: SessionDep, user: ApiUser) -> Any:
+    """A link that shows this unpublished post to whoever holds it, for 7 days (its author
+    only). The URL is shown once: only a hash of its token is kept."""
+    post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
+    link, token = posts.create_review_link(db, post=post)
+    url = str(url_for(request, "review", token=token))
+    return ReviewLinkPublic(id=link.id, url=url, expires_at=link.expires_at)
+
+
+@router.delete(
+    "/posts/{post_id}/review-links/{link_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=AUTHOR_ONLY,
+)
+def revoke_review_link(post_id: PostId, link_id: PostId, db: SessionDep, user: ApiUser) -> None:
+    """Revoke a review link (its post's author only)."""
+    post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
+    posts.revoke_review_link(db, post=post, link_id=link_id)
 
 
 @router.delete("/posts/{post_id}", status_code=status.HTTP_204_NO_CONTENT, responses=AUTHOR_ONLY)

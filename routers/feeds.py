@@ -18,13 +18,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from config import utcnow
 from database import SessionDep
 from models import Post, User
-from services import posts, users
+from services import posts, tags, users
 from web.deps import SettingsDep, get_current_user
 from web.errors import API_PREFIX
 from web.middleware import BodyLimitedRoute
 from web.privacy import Public
 from web.templating import TEMPLATE_DIR
-from web.urls import url_for
+from web.urls import post_url, url_for
 
 # Looking the session up costs nothing without a cookie (feed readers and crawlers send
 # none), and keeps the header of an error page (an unknown author's feed) right for a person.
@@ -41,7 +41,7 @@ SITEMAP_MAX_URLS = 50_000
 ATOM_MEDIA_TYPE = "application/atom+xml; charset=utf-8"
 XML_MEDIA_TYPE = "application/xml; charset=utf-8"
 # Pages with nothing for a search engine: forms, the account, the JSON API.
-ROBOTS_DISALLOWED_ROUTES = ("account", "post_new", "login", "register")
+ROBOTS_DISALLOWED_ROUTES = ("account", "post_new", "login", "register", "drafts")
 # A number no id reaches (ids fit in 32 bits), standing for the id while a URL is resolved.
 _URL_MARKER = 987_654_321_987_654_321
 
@@ -116,12 +116,13 @@ def _person(request: Request, user: User) -> Person:
 
 
 def _entry(request: Request, post: Post) -> Entry:
-    url = str(url_for(request, "post_detail", post_id=post.id))
+    url = post_url(request, post)
     return Entry(
-        id=url,
+        # The short address is the entry's permanent id: it never changes with the slug.
+        id=str(url_for(request, "post_short", post_id=post.id)),
         title=xml_text(post.title),
         url=url,
-        published=rfc3339(post.date_posted),
+        published=rfc3339(post.published_at or post.date_posted),
         updated=rfc3339(post.updated_at),
         author=_person(request, post.author),
         content_html=xml_text(_entry_html(post)),
@@ -183,6 +184,20 @@ def user_feed(request: Request, user_id: int, db: SessionDep, settings: Settings
     )
 
 
+@router.get("/tags/{slug}/feed.xml", name="tag_feed")
+def tag_feed(request: Request, slug: str, db: SessionDep, settings: SettingsDep) -> Response:
+    """The newest posts carrying one tag."""
+    tag = tags.get_tag(db, slug=slug)
+    listing = posts.list_posts(db, page=1, per_page=FEED_SIZE, tag_id=tag.id)
+    return _atom_response(
+        request,
+        listing.posts,
+        title=f"Posts tagged {tag.name} · {settings.site_name}",
+        self_url=str(url_for(request, "tag_feed", slug=tag.slug)),
+        alternate_url=str(url_for(request, "tag_posts", slug=tag.slug)),
+    )
+
+
 # ---------------------------------------------------------------- sitemap and robots.txt
 
 
@@ -211,20 +226,20 @@ def sitemap(request: Request, db: SessionDep, settings: SettingsDep) -> Response
     an empty page and are not listed.
     """
     budget = SITEMAP_MAX_URLS - 1  # the home page
-    post_url = _url_maker(request, "post_detail", "post_id")
     author_url = _url_maker(request, "user_posts", "user_id")
     rows = posts.newest_post_stamps(db, limit=budget)
     post_urls: list[SitemapUrl] = []
     author_lastmod: dict[int, datetime] = {}
-    for post_id, author_id, updated_at in rows:
+    post_prefix = str(url_for(request, "post_short", post_id=1)).removesuffix("1")
+    for post_id, slug, author_id, updated_at in rows:
         new_author = author_id not in author_lastmod
         if len(post_urls) + len(author_lastmod) + 1 + new_author > budget:
             break
-        post_urls.append(SitemapUrl(post_url(post_id), rfc3339(updated_at)))
+        post_urls.append(SitemapUrl(f"{post_prefix}{post_id}/{slug}", rfc3339(updated_at)))
         if new_author or updated_at > author_lastmod[author_id]:
             author_lastmod[author_id] = updated_at
     # The home page shows the newest page of posts.
-    home_updates = [updated_at for _, _, updated_at in rows[: settings.page_size]]
+    home_updates = [updated_at for *_, updated_at in rows[: settings.page_size]]
     home = SitemapUrl(
         str(url_for(request, "home")), rfc3339(max(home_updates)) if home_updates else None
     )

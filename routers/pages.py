@@ -1,14 +1,16 @@
 """Public pages: post listings, single posts and author pages."""
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from database import SessionDep
-from services import posts, search, users
-from web.deps import PageNumber, SettingsDep, get_current_user
+from services import posts, search, tags, users
+from services.errors import NotFoundError
+from web.deps import CurrentUser, PageNumber, RequiredUser, SettingsDep, get_current_user
 from web.middleware import BodyLimitedRoute
-from web.privacy import Public
+from web.privacy import Public, mark_personal
 from web.templating import render
+from web.urls import post_url
 
 # Every page shows who is logged in, so every page looks the session up.
 router = APIRouter(
@@ -37,11 +39,78 @@ def home(request: Request, db: SessionDep, settings: SettingsDep, page: PageNumb
     return render(request, "posts/list.html", {"listing": listing})
 
 
-@router.get("/posts/{post_id:int}", response_class=HTMLResponse, name="post_detail")
-def post_detail(request: Request, post_id: int, db: SessionDep) -> Response:
-    """One post."""
-    post = posts.get_post(db, post_id=post_id)
-    return render(request, "posts/detail.html", {"post": post})
+@router.get("/posts/{post_id:int}", name="post_short")
+def post_short(request: Request, post_id: int, db: SessionDep, viewer: CurrentUser) -> Response:
+    """A post's permanent short address: moved for good to its canonical one."""
+    post = posts.get_post(db, post_id=post_id, user=viewer)
+    return RedirectResponse(post_url(request, post), status.HTTP_301_MOVED_PERMANENTLY)
+
+
+@router.get("/posts/{post_id:int}/{slug}", response_class=HTMLResponse, name="post_detail")
+def post_detail(
+    request: Request, post_id: int, slug: str, db: SessionDep, viewer: CurrentUser
+) -> Response:
+    """One post, at its canonical address (an earlier slug redirects there)."""
+    post = posts.get_post(db, post_id=post_id, user=viewer)
+    if slug != post.slug:
+        return RedirectResponse(post_url(request, post), status.HTTP_301_MOVED_PERMANENTLY)
+    return render(request, "posts/detail.html", {"post": post, "preview": not post.is_live()})
+
+
+@router.get("/review/{token}", response_class=HTMLResponse, name="review")
+def review(request: Request, token: str, db: SessionDep) -> Response:
+    """An unpublished post, for whoever holds its review link."""
+    # Never stored for others: the link can be revoked at any moment.
+    mark_personal(request)
+    try:
+        post = posts.post_for_review(db, token=token)
+    except NotFoundError:
+        context = {"status_code": 404, "phrase": "Review link not found", "request_id": None}
+        context["message"] = posts.REVIEW_LINK_NOT_FOUND
+        return render(request, "errors/error.html", context, status.HTTP_404_NOT_FOUND)
+    response = render(request, "posts/detail.html", {"post": post, "preview": True})
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
+
+
+@router.get("/tags", response_class=HTMLResponse, name="tags")
+def tag_index(request: Request, db: SessionDep) -> Response:
+    """Every tag, with how many posts carry it."""
+    return render(request, "tags/index.html", {"tags": tags.list_tags(db)})
+
+
+@router.get("/tags/{slug}", response_class=HTMLResponse, name="tag_posts")
+def tag_posts(
+    request: Request, slug: str, db: SessionDep, settings: SettingsDep, page: PageNumber = 1
+) -> Response:
+    """A tag's posts, newest first."""
+    tag = tags.get_tag(db, slug=slug)
+    listing = posts.list_posts(
+        db, page=page, per_page=settings.page_size, tag_id=tag.id, lookahead_pages=LOOKAHEAD_PAGES
+    )
+    _require_rows(listing)
+    return render(request, "tags/posts.html", {"tag": tag, "listing": listing})
+
+
+@router.get("/drafts", response_class=HTMLResponse, name="drafts")
+def drafts(
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    user: RequiredUser,
+    page: PageNumber = 1,
+) -> Response:
+    """Your drafts and scheduled posts, with everything you have published."""
+    listing = posts.list_posts(
+        db,
+        page=page,
+        per_page=settings.page_size,
+        author_id=user.id,
+        include_unpublished=True,
+        lookahead_pages=LOOKAHEAD_PAGES,
+    )
+    _require_rows(listing)
+    return render(request, "posts/drafts.html", {"listing": listing})
 
 
 @router.get("/users/{user_id:int}/posts", response_class=HTMLResponse, name="user_posts")

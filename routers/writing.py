@@ -1,17 +1,29 @@
 """Writing through forms: new post, edit with preview and conflict handling, delete."""
 
+from dataclasses import asdict, dataclass
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Request, Response, status
+from sqlalchemy.orm import Session
 
 from database import SessionDep
+from models import Post, User
 from schemas import PostReplace
 from services import posts
-from services.errors import EditConflictError
+from services.errors import EditConflictError, InvalidFieldError
 from web.deps import RequiredUser, get_current_user
-from web.forms import Errors, FormText, validate
+from web.forms import (
+    Errors,
+    FormText,
+    local_datetime_input,
+    parse_local_datetime,
+    split_tags,
+    validate,
+)
 from web.middleware import BodyLimitedRoute
 from web.security import CsrfProtected
 from web.templating import redirect, render
-from web.urls import url_for
+from web.urls import post_url, url_for
 
 router = APIRouter(
     include_in_schema=False,
@@ -20,57 +32,140 @@ router = APIRouter(
 )
 
 
+@dataclass(frozen=True)
+class PostForm:
+    """What the post form sends, as typed: shown again as it was whenever it is refused."""
+
+    title: str = ""
+    content: str = ""
+    tags: str = ""
+    slug: str = ""
+    status: str = "published"
+    publish_at: str = ""
+    version: str = ""
+    action: str = ""
+
+    def values(self) -> dict[str, str]:
+        return {name: value for name, value in asdict(self).items() if name != "action"}
+
+
+def read_post_form(
+    title: FormText = "",
+    content: FormText = "",
+    tags: FormText = "",
+    slug: FormText = "",
+    status: FormText = "published",
+    publish_at: FormText = "",
+    version: FormText = "",
+    action: FormText = "",
+) -> PostForm:
+    return PostForm(title, content, tags, slug, status, publish_at, version, action)
+
+
+PostFormData = Annotated[PostForm, Depends(read_post_form)]
+# Domain and schema fields shown under another input of the form.
+FORM_FIELDS = {"published_at": "publish_at"}
+
+
+def _validated(form: PostForm, user: User) -> PostReplace | Errors:
+    """The form as the schema the API uses, or the errors to show beside its fields."""
+    errors: Errors = {}
+    data: dict[str, object] = {
+        "title": form.title,
+        "content": form.content,
+        "tags": split_tags(form.tags),
+        "slug": form.slug.strip() or None,
+        "status": form.status,
+    }
+    if form.status == "scheduled":
+        try:
+            data["published_at"] = parse_local_datetime(form.publish_at, user.timezone)
+        except ValueError as exc:
+            errors["publish_at"] = str(exc)
+        if not form.publish_at.strip():
+            errors["publish_at"] = "Choose when the post goes live"
+    result = validate(PostReplace, data)
+    if isinstance(result, dict):
+        errors |= {FORM_FIELDS.get(field, field): message for field, message in result.items()}
+    return errors or result  # type: ignore[return-value]
+
+
 def _post_form(
     request: Request,
-    values: dict[str, str],
+    form: PostForm,
     errors: Errors,
-    post_id: int | None,
+    post: Post | None,
     status_code: int,
     preview: PostReplace | None = None,
+    db: Session | None = None,
 ) -> Response:
-    context = {"values": values, "errors": errors, "post_id": post_id, "preview": None}
+    context: dict[str, object] = {
+        "values": form.values(),
+        "errors": errors,
+        "post_id": post.id if post else None,
+        "post": post,
+        "preview": None,
+        "review_links": posts.live_review_links(db, post=post) if db and post else [],
+    }
     if preview is not None:
         # The same renderer and fields the post page uses, so the preview is exactly it.
         context["preview"] = {"title": preview.title, **posts.rendered_fields(preview.content)}
     return render(request, "posts/form.html", context, status_code)
 
 
+def _saved_form(post: Post, user: User) -> PostForm:
+    """The form filled from the stored post, its schedule in the author's time zone."""
+    return PostForm(
+        title=post.title,
+        content=post.content,
+        tags=", ".join(tag.name for tag in post.tags),
+        slug=post.slug,
+        status=post.status_now,
+        publish_at=local_datetime_input(post.published_at, user.timezone),
+        version=str(post.version),
+    )
+
+
 PREVIEW = "preview"
+SAVED_MESSAGES = {
+    "draft": "Your draft has been saved.",
+    "scheduled": "Your post is scheduled.",
+    "published": "Your post has been published.",
+}
 
 
 @router.get("/posts/new", name="post_new")
 def new_post_form(request: Request, user: RequiredUser) -> Response:
     """Form for a new post."""
-    return _post_form(request, {}, {}, None, 200)
+    return _post_form(request, PostForm(), {}, None, 200)
 
 
 @router.post("/posts/new", name="post_create", dependencies=[CsrfProtected])
 def create_post(
-    request: Request,
-    db: SessionDep,
-    user: RequiredUser,
-    title: FormText = "",
-    content: FormText = "",
-    action: FormText = "",
+    request: Request, db: SessionDep, user: RequiredUser, form: PostFormData
 ) -> Response:
-    """Publish a post, or show a preview of it."""
-    values = {"title": title, "content": content}
-    result = validate(PostReplace, values)
+    """Publish a post, save it as a draft or schedule it; or show a preview of it."""
+    result = _validated(form, user)
     if isinstance(result, dict):
-        return _post_form(request, values, result, None, 422)
-    if action == PREVIEW:
-        return _post_form(request, values, {}, None, 200, preview=result)
-    post = posts.create_post(db, data=result, author=user)
-    url = url_for(request, "post_detail", post_id=post.id)
-    return redirect(request, url, "Your post has been published.")
+        return _post_form(request, form, result, None, 422)
+    if form.action == PREVIEW:
+        return _post_form(request, form, {}, None, 200, preview=result)
+    try:
+        post = posts.create_post(db, data=result, author=user)
+    except InvalidFieldError as exc:
+        return _post_form(request, form, _field_error(exc), None, 422)
+    return redirect(request, post_url(request, post), SAVED_MESSAGES[post.status_now])
+
+
+def _field_error(exc: InvalidFieldError) -> Errors:
+    return {FORM_FIELDS.get(exc.field, exc.field): exc.message}
 
 
 @router.get("/posts/{post_id:int}/edit", name="post_edit")
 def edit_post_form(request: Request, post_id: int, db: SessionDep, user: RequiredUser) -> Response:
     """Form to edit a post (its author only)."""
     post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
-    values = {"title": post.title, "content": post.content, "version": str(post.version)}
-    return _post_form(request, values, {}, post.id, 200)
+    return _post_form(request, _saved_form(post, user), {}, post, 200, db=db)
 
 
 CONFLICT_MESSAGE = (
@@ -81,29 +176,26 @@ CONFLICT_MESSAGE = (
 
 @router.post("/posts/{post_id:int}/edit", name="post_update", dependencies=[CsrfProtected])
 def update_post(
-    request: Request,
-    post_id: int,
-    db: SessionDep,
-    user: RequiredUser,
-    title: FormText = "",
-    content: FormText = "",
-    version: FormText = "",
-    action: FormText = "",
+    request: Request, post_id: int, db: SessionDep, user: RequiredUser, form: PostFormData
 ) -> Response:
-    """Save changes to a post, or show a preview of them."""
+    """Save changes to a post (publishing, scheduling or unpublishing it), or preview them."""
     post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
-    values = {"title": title, "content": content, "version": version}
-    result = validate(PostReplace, {"title": title, "content": content})
+    result = _validated(form, user)
     if isinstance(result, dict):
-        return _post_form(request, values, result, post.id, 422)
-    if action == PREVIEW:
-        return _post_form(request, values, {}, post.id, 200, preview=result)
+        return _post_form(request, form, result, post, 422, db=db)
+    if form.action == PREVIEW:
+        return _post_form(request, form, {}, post, 200, preview=result, db=db)
+    status_before = post.status_now
     try:
-        posts.update_post(db, post=post, data=result, expected_version=_int_or_none(version))
+        posts.update_post(db, post=post, data=result, expected_version=_int_or_none(form.version))
     except EditConflictError:
-        return _conflict_form(request, db, values, post_id)
-    url = url_for(request, "post_detail", post_id=post.id)
-    return redirect(request, url, "Your post has been updated.")
+        return _conflict_form(request, db, form, post_id, user)
+    except InvalidFieldError as exc:
+        db.rollback()
+        return _post_form(request, form, _field_error(exc), post, 422, db=db)
+    changed = post.status_now != status_before
+    message = SAVED_MESSAGES[post.status_now] if changed else "Your post has been updated."
+    return redirect(request, post_url(request, post), message)
 
 
 def _int_or_none(value: str) -> int | None:
@@ -111,21 +203,56 @@ def _int_or_none(value: str) -> int | None:
 
 
 def _conflict_form(
-    request: Request, db: SessionDep, values: dict[str, str], post_id: int
+    request: Request, db: SessionDep, form: PostForm, post_id: int, user: User
 ) -> Response:
     """The form again with the user's text, the saved version beside it, and that version's
     number, so saving again is a deliberate choice."""
+    db.rollback()
     db.expire_all()
-    current = posts.get_post(db, post_id=post_id)
-    values = {**values, "version": str(current.version)}
+    current = posts.get_post(db, post_id=post_id, user=user)
     context = {
-        "values": values,
+        "values": {**form.values(), "version": str(current.version)},
         "errors": {"form": CONFLICT_MESSAGE},
         "post_id": post_id,
+        "post": current,
         "preview": None,
         "current": current,
+        "review_links": posts.live_review_links(db, post=current),
     }
     return render(request, "posts/form.html", context, status.HTTP_409_CONFLICT)
+
+
+@router.post(
+    "/posts/{post_id:int}/review-links", name="review_link_create", dependencies=[CsrfProtected]
+)
+def create_review_link(
+    request: Request, post_id: int, db: SessionDep, user: RequiredUser
+) -> Response:
+    """Make a link that shows this unpublished post to whoever holds it (for 7 days)."""
+    post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
+    edit_url = url_for(request, "post_edit", post_id=post.id)
+    try:
+        _, token = posts.create_review_link(db, post=post)
+    except posts.AlreadyPublicError as exc:
+        return redirect(request, edit_url, str(exc), "error")
+    link = url_for(request, "review", token=token)
+    message = f"Review link (shown once; copy it now): {link}"
+    return redirect(request, edit_url, message)
+
+
+@router.post(
+    "/posts/{post_id:int}/review-links/{link_id:int}/revoke",
+    name="review_link_revoke",
+    dependencies=[CsrfProtected],
+)
+def revoke_review_link(
+    request: Request, post_id: int, link_id: int, db: SessionDep, user: RequiredUser
+) -> Response:
+    """Revoke a review link: from now on it shows nothing."""
+    post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
+    posts.revoke_review_link(db, post=post, link_id=link_id)
+    edit_url = url_for(request, "post_edit", post_id=post.id)
+    return redirect(request, edit_url, "The review link has been revoked.")
 
 
 @router.get("/posts/{post_id:int}/delete", name="post_delete")

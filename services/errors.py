@@ -25,3 +25,13 @@ class DuplicateError(ConflictError):
 
 class EditConflictError(ConflictError):
     """The post changed since the version the client edited: saving would lose that change."""
+
+
+class InvalidFieldError(Exception):
+    """A field's value breaks a rule only the domain can check (one that needs the clock or
+    the stored data); answered like a schema's field error."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message

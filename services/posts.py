@@ -1,20 +1,53 @@
-"""Posts: the queries and writes the API and the pages share."""
+"""Posts: the queries and writes the API and the pages share, and who may see what.
+
+Readers see a post once its `published_at` has come (drafts have none, scheduled posts a
+future one); its author sees it always. Every reader-facing query filters on that, so a
+scheduled post goes live at its moment with nothing to run.
+"""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
-from models import Post, User
+from config import utcnow
+from models import Post, ReviewLink, User
 from schemas import MAX_ID, PostCreate, PostReplace, PostUpdate
-from services import markdown, search
-from services.errors import EditConflictError, ForbiddenError, NotFoundError
+from services import markdown, search, tags
+from services.errors import (
+    ConflictError,
+    EditConflictError,
+    ForbiddenError,
+    NotFoundError,
+)
+from services.text import slugify
+from services.tokens import digest, new_token
 
 POST_NOT_FOUND = "Post not found"
 NOT_THE_AUTHOR = "You are not the author of this post"
+DEFAULT_SLUG = "post"
+# The last part of the addresses of a post's own pages (/posts/{id}/edit …): no slug may be one.
+RESERVED_SLUGS = frozenset({"edit", "delete", "review-links", "history", "revisions"})
+
+
+def post_slug(slug: str | None, title: str) -> str:
+    """The slug the author chose, or one made from the title; one that names a post's own
+    page (`edit`) gets `-post` added."""
+    chosen = slug or slugify(title) or DEFAULT_SLUG
+    return f"{chosen}-post" if chosen in RESERVED_SLUGS else chosen
+
+
+def live(now: datetime | None = None) -> ColumnElement[bool]:
+    """The condition for a post readers may see: its moment has come."""
+    return Post.published_at <= (now or utcnow())
+
+
+def visible_to(viewer: User | None) -> ColumnElement[bool]:
+    """Live posts, and every post of `viewer` (an author sees their own drafts)."""
+    return live() if viewer is None else (live() | (Post.user_id == viewer.id))
 
 
 @dataclass(frozen=True)
@@ -46,21 +79,26 @@ SelectT = TypeVar("SelectT", bound=Select[Any])
 
 
 def _newest_first(query: SelectT) -> SelectT:
-    """Newest first, ties broken by id: the order every listing, feed and sitemap uses."""
-    return query.order_by(Post.date_posted.desc(), Post.id.desc())
+    """Newest first, ties broken by id: the order every listing, feed and sitemap uses.
+    Unpublished posts (no published_at) come first in an author's own listing."""
+    return query.order_by(Post.published_at.desc().nulls_first(), Post.id.desc())
 
 
 def get_post(
     db: Session, *, post_id: int, user: User | None = None, check_author: bool = False
 ) -> Post:
-    """The post with its author loaded; NotFoundError if missing, ForbiddenError if `user`
-    must be its author and is not."""
+    """The post with its author loaded, as `user` may see it.
+
+    NotFoundError if it is missing or not yet public and `user` is not its author (a draft's
+    existence is not disclosed); ForbiddenError if `user` must be its author and is not.
+    """
     post = None
     if 1 <= post_id <= MAX_ID:
         post = db.scalar(select(Post).options(joinedload(Post.author)).where(Post.id == post_id))
-    if post is None:
+    is_author = post is not None and user is not None and post.user_id == user.id
+    if post is None or not (is_author or post.is_live()):
         raise NotFoundError(POST_NOT_FOUND)
-    if check_author and (user is None or post.user_id != user.id):
+    if check_author and not is_author:
         raise ForbiddenError(NOT_THE_AUTHOR)
     return post
 
@@ -71,43 +109,64 @@ def list_posts(
     page: int,
     per_page: int,
     author_id: int | None = None,
+    tag_id: int | None = None,
     lookahead_pages: int = 1,
+    include_unpublished: bool = False,
 ) -> PostPage:
-    """A page of posts, newest first, authors loaded in the same statement."""
+    """A page of posts, newest first, authors loaded in the same statement (tags in one more).
+
+    Readers' listings hold live posts only; `include_unpublished` (an author's own listing)
+    adds their drafts and scheduled posts.
+    """
     offset = (page - 1) * per_page
     listing = select(Post)
+    if not include_unpublished:
+        listing = listing.where(live())
     if author_id is not None:
         listing = listing.where(Post.user_id == author_id)
-    page_rows = _from_position(listing, offset).options(joinedload(Post.author))
+    if tag_id is not None:
+        listing = listing.where(Post.id.in_(tags.posts_tagged(tag_id)))
+    page_rows = _from_position(listing, offset, keyed=not include_unpublished).options(
+        joinedload(Post.author)
+    )
     posts = db.scalars(_newest_first(page_rows).limit(per_page)).all()
     ahead = _count_rows_after(db, listing, start=offset + per_page, cap=lookahead_pages * per_page)
     pages_ahead = -(-ahead // per_page)
     return PostPage(list(posts), page, per_page, page + pages_ahead)
 
 
-def newest_post_stamps(db: Session, *, limit: int) -> list[tuple[int, int, datetime]]:
-    """(post id, author id, updated_at) of the newest `limit` posts, in one statement."""
-    query = _newest_first(select(Post.id, Post.user_id, Post.updated_at)).limit(limit)
-    return [(row.id, row.user_id, row.updated_at) for row in db.execute(query)]
+def newest_post_stamps(db: Session, *, limit: int) -> list[tuple[int, str, int, datetime]]:
+    """(post id, slug, author id, updated_at) of the newest `limit` live posts, in one
+    statement."""
+    query = _newest_first(
+        select(Post.id, Post.slug, Post.user_id, Post.updated_at).where(live())
+    ).limit(limit)
+    return [(row.id, row.slug, row.user_id, row.updated_at) for row in db.execute(query)]
 
 
-def _from_position(listing: Select[tuple[Post]], offset: int) -> Select[tuple[Post]]:
+def _from_position(
+    listing: Select[tuple[Post]], offset: int, *, keyed: bool = True
+) -> Select[tuple[Post]]:
     """The listing from its `offset`-th row on, reached by sort key instead of by OFFSET.
 
     OFFSET would read every skipped row, bodies and all, and join each to its author; the
-    key of the row at `offset` is counted off in the (date_posted, id) index alone, so page
+    key of the row at `offset` is counted off in the (published_at, id) index alone, so page
     5,000 of a million posts takes milliseconds rather than most of a second.
     """
     if offset == 0:
         return listing
+    if not keyed:
+        # Unpublished posts have no date to compare; an author's own listing, the only one
+        # that holds them, is short enough for OFFSET.
+        return listing.offset(offset)
     key_at_offset = (
-        _newest_first(listing.with_only_columns(Post.date_posted, Post.id))
+        _newest_first(listing.with_only_columns(Post.published_at, Post.id))
         .limit(1)
         .offset(offset)
         .correlate(None)
         .scalar_subquery()
     )
-    return listing.where(tuple_(Post.date_posted, Post.id) <= key_at_offset)
+    return listing.where(tuple_(Post.published_at, Post.id) <= key_at_offset)
 
 
 def _count_rows_after(db: Session, listing: Select[tuple[Post]], *, start: int, cap: int) -> int:
@@ -141,7 +200,9 @@ class SearchResults:
 
 
 def search_posts(db: Session, *, query: str, page: int, per_page: int) -> SearchResults:
-    """Posts matching `query`, best first, with their authors (two statements)."""
+    """Live posts matching `query`, best first, with their authors and tags (three
+    statements). Matches that are not live are dropped from the page: drafts and posts
+    still to come are never shown, though a page may then hold fewer than `per_page`."""
     found = search.find(db, query=query, limit=per_page + 1, offset=(page - 1) * per_page)
     page_hits = found.hits[:per_page]
     ids = [hit.post_id for hit in page_hits]
@@ -149,7 +210,7 @@ def search_posts(db: Session, *, query: str, page: int, per_page: int) -> Search
         {
             post.id: post
             for post in db.scalars(
-                select(Post).options(joinedload(Post.author)).where(Post.id.in_(ids))
+                select(Post).options(joinedload(Post.author)).where(Post.id.in_(ids), live())
             )
         }
         if ids
@@ -169,9 +230,50 @@ def rendered_fields(content: str) -> dict[str, object]:
     }
 
 
+class AlreadyPublicError(ConflictError):
+    """A review link was asked for a post everyone can already read."""
+
+
+class NoPublicationTimeError(ConflictError):
+    """Scheduled, but neither the request nor the post gives a time to go live."""
+
+
+def _schedule(
+    status: str, published_at: datetime | None, current: Post | None
+) -> tuple[str, datetime | None]:
+    """The (status, published_at) to store for what the author asked.
+
+    A draft has no publication time. A post given a time is scheduled if that time is still
+    to come and published if it has passed, whichever of the two was asked; a published post
+    keeps the moment it first went live.
+    """
+    if status == "draft":
+        return "draft", None
+    when = published_at
+    if when is None and current is not None and (status == "scheduled" or current.is_live()):
+        when = current.published_at
+    if when is None:
+        if status == "scheduled":
+            raise NoPublicationTimeError("A scheduled post needs a time to go live (published_at)")
+        when = utcnow()
+    return ("scheduled" if when > utcnow() else "published"), when
+
+
 def create_post(db: Session, *, data: PostCreate | PostReplace, author: User) -> Post:
-    post = Post(title=data.title, content=data.content, author=author)
-    _set_fields(post, rendered_fields(data.content))
+    # Rendered before the first query: a write request holds the write lock from then on.
+    fields = rendered_fields(data.content)
+    status, published_at = _schedule(data.status or "published", data.published_at, None)
+    post_tags = tags.find_or_create(db, data.tags or [])
+    post = Post(
+        title=data.title,
+        content=data.content,
+        author=author,
+        status=status,
+        published_at=published_at,
+        slug=post_slug(data.slug, data.title),
+        tags=post_tags,
+        **fields,
+    )
     db.add(post)
     db.commit()
     return post
@@ -184,19 +286,84 @@ def update_post(
     data: PostUpdate | PostReplace,
     expected_version: int | None = None,
 ) -> Post:
-    """Apply the fields sent; refuse if the client edited an older version than is stored."""
-    changes = data.model_dump(exclude_unset=True, exclude={"version"})
+    """Apply the fields sent; refuse if the client edited an older version than is stored.
+
+    Publishing, unpublishing and rescheduling are edits like any other: the same version
+    check applies.
+    """
+    sent = {name for name in data.model_fields_set if getattr(data, name) is not None}
+    changes = data.model_dump(include=sent & {"title", "content", "slug"})
     expected = expected_version or data.version
     if expected is not None and expected != post.version:
         raise EditConflictError
     if "content" in changes:
         changes |= rendered_fields(changes["content"])
+    if "slug" in changes:
+        changes["slug"] = post_slug(changes["slug"], post.title)
+    if sent & {"status", "published_at"}:
+        status = data.status or post.status
+        changes["status"], changes["published_at"] = _schedule(status, data.published_at, post)
+    if "tags" in sent:
+        post.tags = tags.find_or_create(db, data.tags or [])
+    # Named even when only the tags changed, so that every save is a new version.
+    changes["updated_at"] = utcnow()
     _set_fields(post, changes)
     try:
         db.commit()
     except StaleDataError as exc:  # another request saved between our read and our write
         db.rollback()
         raise EditConflictError from exc
+    return post
+
+
+# ---------------------------------------------------------------- review links
+
+REVIEW_LINK_TTL = timedelta(days=7)
+REVIEW_LINK_NOT_FOUND = "This review link has expired or was revoked"
+
+
+def create_review_link(
+    db: Session, *, post: Post, ttl: timedelta = REVIEW_LINK_TTL
+) -> tuple[ReviewLink, str]:
+    """A new link showing `post` to whoever holds the returned token, until it expires."""
+    if post.is_live():
+        raise AlreadyPublicError("The post is already public: share its address instead")
+    token = new_token()
+    link = ReviewLink(post=post, token_hash=digest(token), expires_at=utcnow() + ttl)
+    db.add(link)
+    db.commit()
+    return link, token
+
+
+def live_review_links(db: Session, *, post: Post) -> list[ReviewLink]:
+    return list(
+        db.scalars(
+            select(ReviewLink)
+            .where(ReviewLink.post_id == post.id, ReviewLink.expires_at > utcnow())
+            .order_by(ReviewLink.created_at.desc(), ReviewLink.id.desc())
+        )
+    )
+
+
+def revoke_review_link(db: Session, *, post: Post, link_id: int) -> None:
+    deleted = db.execute(
+        delete(ReviewLink).where(ReviewLink.id == link_id, ReviewLink.post_id == post.id)
+    )
+    db.commit()
+    if not deleted.rowcount:
+        raise NotFoundError(REVIEW_LINK_NOT_FOUND)
+
+
+def post_for_review(db: Session, *, token: str) -> Post:
+    """The post a live review link shows, with its author; NotFoundError otherwise."""
+    post = db.scalar(
+        select(Post)
+        .join(ReviewLink, ReviewLink.post_id == Post.id)
+        .options(joinedload(Post.author))
+        .where(ReviewLink.token_hash == digest(token), ReviewLink.expires_at > utcnow())
+    )
+    if post is None:
+        raise NotFoundError(REVIEW_LINK_NOT_FOUND)
     return post
 
 

@@ -20,6 +20,7 @@ from models import Post, User
 from services.passwords import hash_password
 from services.posts import rendered_fields
 from services.sessions import create_session
+from services.text import slugify
 from tests.support.accounts import PASSWORD
 from tests.support.pg import PostgresCluster
 from web.cookies import SESSION_COOKIE
@@ -146,9 +147,11 @@ def make_post(db: Session, make_user: Callable[..., User]) -> Callable[..., Post
     def factory(author: User | None = None, **fields: object) -> Post:
         number = next(_names)
         content = fields.pop("content", f"Body of post {number}.")
+        title = fields.pop("title", f"Post number {number}")
         post = Post(
             author=author or make_user(),
-            title=fields.pop("title", f"Post number {number}"),
+            title=title,
+            slug=fields.pop("slug", slugify(title) or "post"),
             content=content,
             **(rendered_fields(content) | fields),
         )

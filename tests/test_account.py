@@ -202,7 +202,7 @@ def test_write_edit_and_delete_a_post_through_forms(client, author, db):
     )
     assert created.status_code == 303
     post = db.scalar(select(Post))
-    assert created.headers["location"].endswith(f"/posts/{post.id}")
+    assert created.headers["location"].endswith(f"/posts/{post.id}/form-post")
     assert post.user_id == author.id
 
     token = form_token(client, f"/posts/{post.id}/edit")

@@ -8,7 +8,7 @@ from sqlalchemy import func, select, update
 from config import Settings, utcnow
 from main import create_app
 from models import AuthSession, LoginFailure, User
-from services.sessions import _digest
+from services.tokens import digest as _digest
 from tests.support.accounts import PASSWORD, form_token, login
 from web.cookies import SESSION_COOKIE
 from web.security import safe_next

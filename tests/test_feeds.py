@@ -67,7 +67,10 @@ def test_site_feed_lists_the_newest_20_posts(client, make_user, make_post):
     assert links(feed.feed) == {"self": f"{BASE}/feed.xml", "alternate": f"{BASE}/"}
     newest = posts[::-1][:20]
     assert [entry.title for entry in feed.entries] == [post.title for post in newest]
-    assert [entry.link for entry in feed.entries] == [f"{BASE}/posts/{p.id}" for p in newest]
+    assert [entry.link for entry in feed.entries] == [
+        f"{BASE}/posts/{p.id}/{p.slug}" for p in newest
+    ]
+    # The id is the permanent short address: it never changes with the slug.
     assert [entry.id for entry in feed.entries] == [f"{BASE}/posts/{p.id}" for p in newest]
     published = [instant(entry.published) for entry in feed.entries]
     assert published == sorted(published, reverse=True)
@@ -215,14 +218,14 @@ def test_sitemap_lists_home_posts_and_authors(client, make_user, make_post):
 
     assert [loc for loc, _ in entries] == [
         f"{BASE}/",
-        f"{BASE}/posts/{third.id}",
-        f"{BASE}/posts/{second.id}",
-        f"{BASE}/posts/{first.id}",
+        f"{BASE}/posts/{third.id}/{third.slug}",
+        f"{BASE}/posts/{second.id}/{second.slug}",
+        f"{BASE}/posts/{first.id}/{first.slug}",
         f"{BASE}/users/{alice.id}/posts",
         f"{BASE}/users/{bob.id}/posts",
     ]
     lastmods = {loc: instant(lastmod) for loc, lastmod in entries if lastmod}
-    assert lastmods[f"{BASE}/posts/{first.id}"] == at(50)
+    assert lastmods[f"{BASE}/posts/{first.id}/{first.slug}"] == at(50)
     assert lastmods[f"{BASE}/users/{alice.id}/posts"] == at(50)
     assert lastmods[f"{BASE}/users/{bob.id}/posts"] == at(2)
     assert lastmods[f"{BASE}/"] == at(50)
@@ -243,7 +246,7 @@ def test_sitemap_urls_are_right_whatever_the_host(settings, make_post):
     with TestClient(create_app(allowed), base_url=f"http://{host}") as client:
         response = client.get("/sitemap.xml")
     locs = [loc for loc, _ in sitemap_entries(response)]
-    assert f"http://{host}/posts/{post.id}" in locs
+    assert f"http://{host}/posts/{post.id}/{post.slug}" in locs
     assert f"http://{host}/users/{post.user_id}/posts" in locs
 
 
@@ -254,8 +257,8 @@ def test_sitemap_stops_at_the_url_limit_newest_first(client, monkeypatch, make_u
     newest, second = posts[3], posts[2]
     assert locs == [
         f"{BASE}/",
-        f"{BASE}/posts/{newest.id}",
-        f"{BASE}/posts/{second.id}",
+        f"{BASE}/posts/{newest.id}/{newest.slug}",
+        f"{BASE}/posts/{second.id}/{second.slug}",
         f"{BASE}/users/{newest.user_id}/posts",
         f"{BASE}/users/{second.user_id}/posts",
     ]
@@ -278,7 +281,7 @@ def test_robots_txt(client):
     lines = response.text.splitlines()
     assert lines[0] == "User-agent: *"
     disallowed = {line.removeprefix("Disallow: ") for line in lines if line.startswith("Disallow")}
-    assert disallowed == {"/account", "/posts/new", "/api/", "/login", "/register"}
+    assert disallowed == {"/account", "/posts/new", "/api/", "/login", "/register", "/drafts"}
     assert "Allow: /" in lines
     assert f"Sitemap: {BASE}/sitemap.xml" in lines
 

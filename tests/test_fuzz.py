@@ -229,6 +229,17 @@ class World:
 
     def make_realistic(self, case: schemathesis.Case, db: Session) -> None:
         """Point some valid requests at the real rows, with the real secrets."""
+        if isinstance(case.body, dict):
+            # "No NUL anywhere" is a rule of every text field that the schema does not state (a
+            # pattern that says it trips the fuzzer's own generation): valid cases leave NUL out.
+            for name, value in case.body.items():
+                if isinstance(value, str):
+                    case.body[name] = value.replace("\x00", "")
+                elif isinstance(value, list):
+                    case.body[name] = [
+                        item.replace("\x00", "") if isinstance(item, str) else item
+                        for item in value
+                    ]
         digest = zlib.crc32(repr((case.path_parameters, case.query, case.body)).encode())
         account = (None, self.owner, self.other)[digest % 3]
         if account is not None:

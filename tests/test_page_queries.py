@@ -35,8 +35,14 @@ def test_page_statement_count_does_not_grow_with_posts(
 def test_post_page_statement_count(client, make_post, count_statements):
     post = make_post()
     counter = count_statements()
-    assert client.get(f"/posts/{post.id}").status_code == 200
-    assert counter.count == 2  # the content version, then the post with its author
+    assert client.get(f"/posts/{post.id}/{post.slug}").status_code == 200
+    # The content version, the post with its author, then its tags.
+    assert counter.count == 3
     cached = count_statements()
-    assert client.get(f"/posts/{post.id}").status_code == 200
+    assert client.get(f"/posts/{post.id}/{post.slug}").status_code == 200
     assert cached.count == 1  # only the content version
+    # The permanent short address is a redirect, cached like a page.
+    assert client.get(f"/posts/{post.id}", follow_redirects=False).status_code == 301
+    redirected = count_statements()
+    assert client.get(f"/posts/{post.id}", follow_redirects=False).status_code == 301
+    assert redirected.count == 1

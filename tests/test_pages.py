@@ -42,7 +42,7 @@ def test_home_lists_newest_posts_with_author_and_date(client, make_user, make_po
     assert "January 15, 2024" in html
     assert "February 1, 2024" in html
     page = parse(html)
-    assert f"http://testserver/posts/{newer.id}" in page.links
+    assert f"http://testserver/posts/{newer.id}/{newer.slug}" in page.links
     assert f"http://testserver/users/{alice.id}/posts" in page.links
     assert any(
         src.startswith("http://testserver/static/profile_pics/default.jpg?v=")
@@ -200,7 +200,7 @@ def test_post_page_renders_sanitised_markdown_with_metadata(client, make_post):
     assert "<em>emphasis</em>" in html
     assert '<a href="https://example.com" rel="nofollow ugc noopener">a link</a>' in html
     assert "<script>alert" not in html
-    assert f'<link rel="canonical" href="http://testserver/posts/{post.id}">' in html
+    assert f'<link rel="canonical" href="http://testserver/posts/{post.id}/{post.slug}">' in html
     assert '<meta name="description" content="Some emphasis and a link. &lt;script&gt;' in html
     assert '<meta property="og:type" content="article">' in html
     data = _json_ld(html)
@@ -316,10 +316,10 @@ def test_template_urls_are_the_routers_absolute_urls(app):
     request = Request(scope)
     for name, params in [
         ("home", {}),
-        ("post_detail", {"post_id": 3}),
+        ("post_short", {"post_id": 3}),
         ("static", {"path": "a.css"}),
     ]:
         assert str(absolute_url(request, name, **params)) == str(request.url_for(name, **params))
     assert (
-        str(absolute_url(request, "post_detail", post_id=3)) == "https://blog.example/blog/posts/3"
+        str(absolute_url(request, "post_short", post_id=3)) == "https://blog.example/blog/posts/3"
     )

@@ -41,10 +41,10 @@ def test_forms_are_never_cached_even_without_cookies(app, client):
 def test_only_public_anonymous_pages_are_stored(app, client, make_post):
     post = make_post()
     client.get("/")
-    client.get(f"/posts/{post.id}")
+    client.get(f"/posts/{post.id}/{post.slug}")
     client.get("/api/posts")
     assert sorted(key.split("testserver", 1)[1] for key in cached_keys(app)) == sorted(
-        ["/?", f"/posts/{post.id}?", "/api/posts?"]
+        ["/?", f"/posts/{post.id}/{post.slug}?", "/api/posts?"]
     )
 
 

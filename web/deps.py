@@ -89,4 +89,14 @@ def get_api_user(
 
 
 ApiUser = Annotated[User, Depends(get_api_user)]
+
+
+def get_optional_api_user(
+    request: Request, db: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User | None:
+    """The token's user when a token is sent (401 if it is not live), else None."""
+    return get_api_user(request, db, token) if token else None
+
+
+MaybeApiUser = Annotated[User | None, Depends(get_optional_api_user)]
 ApiToken = Annotated[str | None, Depends(oauth2_scheme)]

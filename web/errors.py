@@ -17,6 +17,7 @@ from services.errors import (
     DuplicateError,
     EditConflictError,
     ForbiddenError,
+    InvalidFieldError,
     NotFoundError,
 )
 from web.deps import LoginRequiredError
@@ -131,6 +132,15 @@ async def database_busy(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def invalid_field(request: Request, exc: InvalidFieldError) -> Response:
+    """A rule the domain checks (a schedule in the past): the same shape as a schema's
+    field error."""
+    if _wants_json(request):
+        error = {"loc": ["body", exc.field], "msg": exc.message, "type": "value_error"}
+        return JSONResponse({"detail": [error]}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+    return render_error_page(request, status.HTTP_422_UNPROCESSABLE_CONTENT, exc.message)
+
+
 async def login_required(request: Request, exc: LoginRequiredError) -> Response:
     login_url = url_for(request, "login").include_query_params(next=exc.next_path)
     return RedirectResponse(str(login_url), status.HTTP_303_SEE_OTHER)
@@ -162,6 +172,7 @@ def register_error_handlers(app: FastAPI) -> None:
     for kind in DOMAIN_STATUSES:
         app.add_exception_handler(kind, domain_error)
     app.add_exception_handler(LoginRequiredError, login_required)
+    app.add_exception_handler(InvalidFieldError, invalid_field)
     app.add_exception_handler(DatabaseBusyError, database_busy)
     app.add_exception_handler(OperationalError, database_busy)
     app.add_exception_handler(Exception, unhandled_error)

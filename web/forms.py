@@ -1,7 +1,9 @@
 """What every HTML form route shares: form fields, and validation through the same Pydantic
 schemas the API uses, with errors worded for a person."""
 
+from datetime import datetime
 from typing import Annotated, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import Form
 from pydantic import BaseModel, ValidationError
@@ -27,3 +29,34 @@ def validate(schema: type[Model], values: dict[str, str]) -> Model | Errors:
         return schema.model_validate(values)
     except ValidationError as exc:
         return form_errors(exc)
+
+
+LOCAL_INPUT_FORMAT = "%Y-%m-%dT%H:%M"
+
+
+def split_tags(text: str) -> list[str]:
+    """'Travel, café culture,' -> ['Travel', 'café culture']."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def parse_local_datetime(text: str, timezone: str) -> datetime | None:
+    """A `datetime-local` input's value, read in the author's time zone; None when empty."""
+    if not text.strip():
+        return None
+    try:
+        naive = datetime.strptime(text.strip()[:16], LOCAL_INPUT_FORMAT)
+    except ValueError:
+        raise ValueError("Enter a date and time, such as 2027-01-31T09:00") from None
+    return naive.replace(tzinfo=zone(timezone))
+
+
+def local_datetime_input(moment: datetime | None, timezone: str) -> str:
+    """`moment` as a `datetime-local` input shows it, in the author's time zone."""
+    return moment.astimezone(zone(timezone)).strftime(LOCAL_INPUT_FORMAT) if moment else ""

@@ -1,5 +1,5 @@
 """Responses for anonymous readers, cached per worker process under the site's content
-version.
+version and the newest moment a post went live.
 
 Every request still reads the version from the database (one row, see migration 0005), so a
 change committed through any worker process is seen on the very next request: the cache
@@ -8,14 +8,17 @@ routes as ASGI middleware, so a hit costs one small query and no thread hand-off
 """
 
 from collections import OrderedDict
+from datetime import datetime
 from functools import partial
 from threading import Lock
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Select, func, select
 from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from models import Post, SiteState
+from services.posts import live
 from web.middleware import rewriting_headers, send_validated
 from web.privacy import carries_credentials, may_be_shared, with_privacy_headers
 
@@ -24,9 +27,13 @@ from web.privacy import carries_credentials, may_be_shared, with_privacy_headers
 MAX_CACHED_BYTES = 8 * 1024 * 1024
 MAX_BODY_BYTES = 256 * 1024
 UNCACHED_PREFIXES = ("/static/", "/media/")
-VERSION_QUERY = "SELECT content_version FROM site_state WHERE id = 1"
-
-Entry = tuple[int, int, list[tuple[bytes, bytes]], bytes]  # version, status, headers, body
+# Pages, and the permanent redirects from a post's short or older address to its current one.
+STORED_STATUSES = (200, 301)
+# What a cached page was made from: the content version that triggers bump on every write,
+# and the newest moment a post went live. A scheduled post coming due writes nothing, but
+# it moves the second part, so pages made before its moment are never served after it.
+Version = tuple[int, datetime | None]
+Entry = tuple[Version, int, list[tuple[bytes, bytes]], bytes]  # version, status, headers, body
 
 
 def _size(key: str, entry: Entry) -> int:
@@ -48,7 +55,7 @@ class PageCache:
     def size_in_bytes(self) -> int:
         return self._bytes
 
-    def get(self, key: str, version: int) -> Entry | None:
+    def get(self, key: str, version: Version) -> Entry | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -73,14 +80,21 @@ class PageCache:
         self._bytes -= _size(key, self._entries.pop(key))
 
 
-def content_version(engine: Engine) -> int | None:
-    """The site's content version, or None when it cannot be read (then nothing is cached,
-    and the route itself meets whatever is wrong with the database)."""
+def _version_query() -> Select[tuple[int, datetime | None]]:
+    newest_live = select(func.max(Post.published_at)).where(live()).scalar_subquery()
+    return select(SiteState.content_version, newest_live).where(SiteState.id == 1)
+
+
+def content_version(engine: Engine) -> Version | None:
+    """What pages are made from right now (one row, and one step down an index), or None
+    when it cannot be read (then nothing is cached, and the route itself meets whatever is
+    wrong with the database)."""
     try:
         with engine.connect() as connection:
-            return connection.exec_driver_sql(VERSION_QUERY).scalar()
+            row = connection.execute(_version_query()).one_or_none()
     except DBAPIError:
         return None
+    return (row[0], row[1]) if row else None
 
 
 def _is_anonymous_get(scope: Scope) -> bool:
@@ -101,7 +115,7 @@ def _storable(scope: Scope, status: int, headers: list[tuple[bytes, bytes]], bod
     # Only what the route marked public and made without anything personal; a response
     # that sets a cookie belongs to one visitor whatever the marks say.
     return (
-        status == 200
+        status in STORED_STATUSES
         and may_be_shared(scope)
         and all(name != b"set-cookie" for name, _ in headers)
         and len(body) <= MAX_BODY_BYTES
@@ -135,7 +149,7 @@ class PageCacheMiddleware:
             return
         await self.app(scope, receive, self._storing_send(scope, send, key, version))
 
-    def _storing_send(self, scope: Scope, send: Send, key: str, version: int | None) -> Send:
+    def _storing_send(self, scope: Scope, send: Send, key: str, version: Version | None) -> Send:
         start: Message = {}
         chunks: list[bytes] = []
 

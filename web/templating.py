@@ -19,7 +19,7 @@ from models import FIELD_LIMITS, Post, User
 from web.cookies import ANON_CSRF_COOKIE, FLASH_COOKIE, clear_cookie, set_cookie
 from web.privacy import mark_personal
 from web.security import csrf_token, dumps_signed, loads_signed
-from web.urls import url_for
+from web.urls import post_url, url_for
 
 TEMPLATE_DIR = PROJECT_ROOT / "templates"
 STATIC_DIR = PROJECT_ROOT / "static"
@@ -62,9 +62,9 @@ def post_json_ld(context: Context, post: Post) -> dict[str, object]:
         "@type": "BlogPosting",
         "headline": post.title,
         "description": post.excerpt,
-        "datePublished": post.date_posted.isoformat(),
+        "datePublished": (post.published_at or post.date_posted).isoformat(),
         "dateModified": post.updated_at.isoformat(),
-        "url": str(url_for(request, "post_detail", post_id=post.id)),
+        "url": post_url(request, post),
         "author": {"@type": "Person", "name": post.author.username, "url": author_url},
     }
 
@@ -84,6 +84,9 @@ def person_json_ld(context: Context, user: User) -> dict[str, object]:
 templates = Jinja2Templates(directory=TEMPLATE_DIR)
 templates.env.globals["url_for"] = template_url_for
 templates.env.globals["post_json_ld"] = post_json_ld
+templates.env.globals["post_url"] = pass_context(
+    lambda context, post: post_url(context["request"], post)
+)
 templates.env.globals["person_json_ld"] = person_json_ld
 templates.env.globals["static_url"] = static_url
 templates.env.filters["long_date"] = long_date

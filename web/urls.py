@@ -52,3 +52,9 @@ def url_for(request: Request, name: str, /, **params: Any) -> URL:
     it is asked for). Templates, feeds and redirects all build their links here."""
     base = str(request.base_url).rstrip("/")
     return URL(base + url_path(request.app, name, params))
+
+
+def post_url(request: Request, post: Any) -> str:
+    """A post's canonical address: `/posts/{id}/{slug}`. The id keeps it unique and
+    permanent; the slug says what it is (an old slug redirects to the current one)."""
+    return str(url_for(request, "post_detail", post_id=post.id, slug=post.slug))

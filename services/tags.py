@@ -1,0 +1,83 @@
+"""Tags: a display name as first typed, and a slug that makes two spellings one tag."""
+
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy import Select, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from config import utcnow
+from models import Post, PostTag, Tag
+from services.errors import NotFoundError
+from services.text import unicode_slugify
+
+TAG_NOT_FOUND = "Tag not found"
+TAG_SLUG_MAX_LENGTH = 80
+
+
+@dataclass(frozen=True)
+class TagCount:
+    tag: Tag
+    post_count: int
+
+
+def tag_slug(name: str) -> str:
+    """'Café Culture' -> 'cafe-culture', '日本 旅行' -> '日本-旅行': lower-case, accents
+    dropped, any letters kept; a name of symbols alone gets a slug from its digest."""
+    slug = unicode_slugify(name, max_length=TAG_SLUG_MAX_LENGTH)
+    if slug:
+        return slug
+    return "tag-" + hashlib.blake2b(name.encode(), digest_size=5).hexdigest()
+
+
+def unique_names(names: list[str]) -> dict[str, str]:
+    """slug -> the first name given for it, in the order given."""
+    found: dict[str, str] = {}
+    for name in names:
+        found.setdefault(tag_slug(name), name)
+    return found
+
+
+def find_or_create(db: Session, names: list[str]) -> list[Tag]:
+    """The tags for `names`, creating the missing ones (a concurrent creation of the same
+    tag is met by its unique slug, and the existing row is used)."""
+    wanted = unique_names(names)
+    if not wanted:
+        return []
+    existing = {tag.slug: tag for tag in db.scalars(select(Tag).where(Tag.slug.in_(wanted)))}
+    for slug, name in wanted.items():
+        if slug not in existing:
+            try:
+                with db.begin_nested():
+                    db.execute(insert(Tag).values(slug=slug, name=name))
+            except IntegrityError:
+                pass
+            existing[slug] = db.scalars(select(Tag).where(Tag.slug == slug)).one()
+    return [existing[slug] for slug in wanted]
+
+
+def posts_tagged(tag_id: int) -> Select[tuple[int]]:
+    """The ids of the posts carrying a tag, through the (tag_id, post_id) index."""
+    return select(PostTag.post_id).where(PostTag.tag_id == tag_id)
+
+
+def get_tag(db: Session, *, slug: str) -> Tag:
+    tag = db.scalar(select(Tag).where(Tag.slug == slug))
+    if tag is None:
+        raise NotFoundError(TAG_NOT_FOUND)
+    return tag
+
+
+def list_tags(db: Session) -> list[TagCount]:
+    """Every tag with at least one live post, with how many it has, by name."""
+    count = func.count(Post.id)
+    rows = db.execute(
+        select(Tag, count)
+        .join(PostTag, PostTag.tag_id == Tag.id)
+        .join(Post, Post.id == PostTag.post_id)
+        .where(Post.published_at <= utcnow())
+        .group_by(Tag.id)
+        .order_by(func.lower(Tag.name), Tag.id)
+    ).all()
+    return [TagCount(tag, posts) for tag, posts in rows]
