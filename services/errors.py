@@ -25,3 +25,8 @@ class DuplicateError(ConflictError):
 
 class EditConflictError(ConflictError):
     """The post changed since the version the client edited: saving would lose that change."""
+
+
+class BusyError(Exception):
+    """The server is saturated right now (too many pictures decoding at once): worth a retry
+    in a moment, and answered 503 with Retry-After."""

@@ -28,7 +28,7 @@ from schemas import BIDI_CONTROLS
 # source could change (options, allowlists, token rewrites, limits) so stale copies are
 # re-rendered.
 # 2: work and output limits per document (_Limits); only input past them renders differently.
-RENDERER_VERSION: int = 2
+RENDERER_VERSION: int = 3
 
 ELLIPSIS = "\N{HORIZONTAL ELLIPSIS}"
 
@@ -103,11 +103,13 @@ ALLOWED_ATTRIBUTES: dict[str, frozenset[str]] = {
     "ol": frozenset({"start"}),
     "code": frozenset({"class"}),
 }
-_ALIGNMENTS = frozenset({"left", "center", "right"})
+# Table cells say their column's alignment with a class the stylesheet maps to text-align:
+# the align attribute is obsolete in HTML, and the CSP allows no inline style.
+_ALIGN_CLASSES = frozenset({"align-left", "align-center", "align-right"})
 # Listed separately from ALLOWED_ATTRIBUTES because nh3 only restricts values this way.
 ALLOWED_ATTRIBUTE_VALUES: dict[str, dict[str, frozenset[str]]] = {
-    "th": {"align": _ALIGNMENTS},
-    "td": {"align": _ALIGNMENTS},
+    "th": {"class": _ALIGN_CLASSES},
+    "td": {"class": _ALIGN_CLASSES},
 }
 URL_SCHEMES: frozenset[str] = frozenset({"http", "https", "mailto"})
 LINK_REL = "nofollow ugc noopener"
@@ -280,10 +282,10 @@ def _adjust_block(token: Token) -> None:
     if token.tag == "h1":
         token.tag = "h2"
     elif token.type in ("th_open", "td_open"):
-        # Inline styles are not allowlisted at all; the align attribute says the same thing.
+        # Inline styles are not allowlisted at all; a class says the same thing.
         style = str(token.attrs.pop("style", ""))
         if style.startswith("text-align:"):
-            token.attrs["align"] = style.removeprefix("text-align:")
+            token.attrs["class"] = "align-" + style.removeprefix("text-align:")
 
 
 def _sanitise(html: str) -> str:
@@ -308,6 +310,8 @@ def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
     if attribute == "href":
         return value if _is_allowed_link(value) else None
     if attribute == "class":
+        if tag in ("th", "td"):
+            return value if value in _ALIGN_CLASSES else None
         return value if _LANGUAGE_CLASS.fullmatch(value) else None
     if attribute == "start":
         return value if _LIST_START.fullmatch(value) else None

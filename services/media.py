@@ -27,6 +27,8 @@ from typing import BinaryIO
 
 from PIL import ExifTags, Image, JpegImagePlugin, PngImagePlugin
 
+from services.errors import BusyError
+
 logger = logging.getLogger("inkwell.uploads")
 MAX_PICTURE_BYTES: int = 4 * 1024 * 1024
 AVATAR_SIZE: int = 300
@@ -80,7 +82,7 @@ class PictureTooLarge(PictureError):  # noqa: N818 -- the name is part of the pu
     """The upload is bigger than the byte limit."""
 
 
-class PictureBusy(PictureError):  # noqa: N818 -- named like PictureTooLarge
+class PictureBusy(BusyError):  # noqa: N818 -- named like PictureTooLarge
     """Other uploads are being decoded and this one waited DECODE_WAIT_SECONDS for its turn."""
 
 

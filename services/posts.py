@@ -160,11 +160,12 @@ def search_posts(db: Session, *, query: str, page: int, per_page: int) -> Search
 
 
 def rendered_fields(content: str) -> dict[str, object]:
-    """What a post's page and listings show, derived once from its Markdown source."""
+    """What a post's page and listings show, derived from one parse of its Markdown."""
+    rendered = markdown.render(content)
     return {
-        "content_html": markdown.render_markdown(content),
-        "excerpt": markdown.excerpt(content),
-        "reading_minutes": markdown.reading_minutes(content),
+        "content_html": rendered.html,
+        "excerpt": rendered.excerpt,
+        "reading_minutes": rendered.reading_minutes,
         "render_version": markdown.RENDERER_VERSION,
     }
 

@@ -1,8 +1,8 @@
 """uploads.make_avatar's memory: bounded before decoding, never a full-size conversion, one
 decode at a time per process.
 
-Peak memory is read in a fresh interpreter that only imports uploads and processes one picture,
-so nothing else the test process did can hide or inflate the peak. It is the kernel's high-water
+Peak memory is read in a fresh interpreter that only imports services.media and processes one
+picture, so nothing else the test process did can hide or inflate the peak. It is the kernel's high-water
 mark of resident memory (VmHWM) rather than getrusage's ru_maxrss: on Linux a child's ru_maxrss
 starts at its parent's resident size at the fork, which is the whole test process here.
 """
@@ -19,8 +19,9 @@ import pytest
 from PIL import Image, ImageFile
 from PIL.PngImagePlugin import PngInfo
 
-import uploads
-from uploads import AVATAR_SIZE, PictureError, make_avatar
+from services import media as uploads
+from services.errors import BusyError
+from services.media import AVATAR_SIZE, PictureError, make_avatar
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1024 * 1024
@@ -45,7 +46,7 @@ STATUS = Path("/proc/self/status")
 PEAK_RSS = textwrap.dedent(
     """
     import re, sys
-    import uploads
+    from services import media as uploads
 
     def peak():
         status = open("/proc/self/status").read()
@@ -300,4 +301,6 @@ def test_an_upload_that_waits_too_long_is_refused_as_busy(
         for _ in held:
             uploads._decode_slots.release()
     assert make_avatar(data).startswith(b"\xff\xd8")
-    assert issubclass(uploads.PictureBusy, PictureError)
+    # Not a bad picture: a full server, answered 503 with Retry-After.
+    assert issubclass(uploads.PictureBusy, BusyError)
+    assert not issubclass(uploads.PictureBusy, PictureError)

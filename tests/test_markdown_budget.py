@@ -1,4 +1,4 @@
-"""markdown_render's work and output bounds: pathological input costs about what prose costs.
+"""services.markdown's work and output bounds: pathological input costs about what prose costs.
 
 Nothing here times anything (the machine is shared). Work is counted instead: every call of a
 markdown-it rule (block, inline, post-processing, core) and every step of a link label scan,
@@ -14,8 +14,8 @@ from markdown_it import MarkdownIt
 from markdown_it.ruler import Ruler
 from markdown_it.token import Token
 
-import markdown_render
-from markdown_render import excerpt, reading_minutes, render_markdown
+from services import markdown as markdown_render
+from services.markdown import excerpt, reading_minutes, render_markdown
 from tests.test_markdown import assert_safe
 
 MAX_LENGTH = 100_000  # schemas.py: the longest post body accepted
@@ -127,11 +127,9 @@ def count_tokens(tokens: list[Token]) -> int:
 
 
 def render_all(source: str) -> tuple[str, str, int]:
-    """What a post shows, whichever API the module offers (so this also runs on the old one)."""
-    if hasattr(markdown_render, "render"):
-        rendered = markdown_render.render(source)
-        return rendered.html, rendered.excerpt, rendered.reading_minutes
-    return render_markdown(source), excerpt(source), reading_minutes(source)
+    """What a post shows, from the one parse posts are rendered with."""
+    rendered = markdown_render.render(source)
+    return rendered.html, rendered.excerpt, rendered.reading_minutes
 
 
 @pytest.mark.parametrize("source", PATHOLOGICAL.values(), ids=PATHOLOGICAL.keys())
