@@ -2,9 +2,10 @@
 decode at a time per process.
 
 Peak memory is read in a fresh interpreter that only imports services.media and processes one
-picture, so nothing else the test process did can hide or inflate the peak. It is the kernel's high-water
-mark of resident memory (VmHWM) rather than getrusage's ru_maxrss: on Linux a child's ru_maxrss
-starts at its parent's resident size at the fork, which is the whole test process here.
+picture, so nothing else the test process did can hide or inflate the peak. It is the kernel's
+high-water mark of resident memory (VmHWM) rather than getrusage's ru_maxrss: on Linux a
+child's ru_maxrss starts at its parent's resident size at the fork, which is the whole test
+process here.
 """
 
 import subprocess
