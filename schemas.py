@@ -156,11 +156,28 @@ class UserCreate(UserBase):
     password: Password
 
 
+# A password being checked, not chosen: only bounded, so no one makes the server hash a
+# megabyte.
+CurrentPassword = Annotated[
+    str,
+    StringConstraints(max_length=1024),
+    Field(description="The account's current password"),
+]
+
+
 class PasswordChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    current_password: Annotated[str, StringConstraints(max_length=1024)]
+    current_password: CurrentPassword
     new_password: Password
+
+
+class PasswordConfirmation(BaseModel):
+    """The body of DELETE /api/users/…: the account's password, to confirm the deletion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password: CurrentPassword
 
 
 class Token(BaseModel):
@@ -171,6 +188,14 @@ class Token(BaseModel):
 class UserUpdate(PartialUpdate):
     username: Username | SkipJsonSchema[None] = None
     email: Email | SkipJsonSchema[None] = None
+    current_password: (
+        Annotated[
+            str,
+            StringConstraints(max_length=1024),
+            Field(description="Required to change the email address: the current password"),
+        ]
+        | SkipJsonSchema[None]
+    ) = None
 
 
 class UserPublic(BaseModel):
