@@ -540,3 +540,51 @@ def test_address_groups(address, group):
     from services.throttling import address_group
 
     assert address_group(address) == group
+
+
+# ---------------------------------------------------------------- the list of leaked passwords
+
+REFUSED = [
+    "Password123!",
+    "Summer2024!",
+    "password123",
+    "iloveyou2024",
+    "letmein!!",
+    "Football#1",
+    "\uff30\uff41\uff53\uff53\uff57\uff4f\uff52\uff44\uff11\uff12\uff13",  # full-width
+    "qwertyuiop",
+]
+ALLOWED = [PASSWORD, "zebra crossing at dawn", "xk7#pLq!9mzT", "monkey83749287!@#"]
+
+
+@pytest.mark.parametrize("password", REFUSED)
+def test_leaked_passwords_and_their_decorated_forms_are_refused(client, db, password):
+    body = {"username": "careless", "email": "careless@example.com", "password": password}
+    response = client.post("/api/users", json=body)
+    assert response.status_code == 422
+    assert "too common" in response.json()["detail"][0]["msg"]
+    form = register(client, "careless", password=password)
+    assert form.status_code == 422
+    assert "too common" in form.text
+    assert db.scalar(select(func.count()).select_from(User)) == 0
+
+
+@pytest.mark.parametrize("password", ALLOWED)
+def test_uncommon_passwords_are_allowed(password):
+    from schemas import UserCreate
+
+    UserCreate(username="careful", email="careful@example.com", password=password)
+
+
+def test_the_leaked_password_list_is_large_sorted_and_small_in_memory():
+    from itertools import pairwise
+
+    from schemas import COMMON_PASSWORDS_FILE, breached_passwords, is_common_password
+
+    table = breached_passwords()
+    assert len(table) >= 100_000
+    assert all(a < b for a, b in pairwise(table))
+    assert table.itemsize * len(table) < 2 * 1024 * 1024  # the worker's budget is 150 MB
+    # The hand-made variants are part of it.
+    local = COMMON_PASSWORDS_FILE.read_text(encoding="utf-8").split()
+    assert local and all(is_common_password(word) for word in local)
