@@ -195,6 +195,10 @@ def update_post(
     if expected is not None and expected != post.version:
         raise EditConflictError
     if "content" in changes:
+        # Rendering a long post takes a while: end the transaction that read the post first
+        # (on SQLite a write request's transaction holds the database's write lock). The
+        # UPDATE still names the version read, so a save in between is a conflict.
+        db.commit()
         changes |= rendered_fields(changes["content"])
     _set_fields(post, changes)
     try:

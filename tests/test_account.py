@@ -347,7 +347,7 @@ def slow_work(app, monkeypatch):
     """Record, for every argon2 hash or verification and every picture conversion, whether
     any database session of the app had a transaction open at that moment (on SQLite a
     write request's transaction holds the database's write lock)."""
-    from services import media, passwords, users
+    from services import media, passwords, posts, users
 
     sessions = []
     real_session = app.state.database.session
@@ -372,6 +372,7 @@ def slow_work(app, monkeypatch):
     monkeypatch.setattr(users, "hash_password", hash_password, raising=False)
     monkeypatch.setattr(passwords, "verify_password", watched("verify", passwords.verify_password))
     monkeypatch.setattr(media, "make_avatar", watched("picture", media.make_avatar))
+    monkeypatch.setattr(posts, "rendered_fields", watched("render", posts.rendered_fields))
     return calls
 
 
@@ -430,6 +431,21 @@ def _picture_api(client):
     return client.put("/api/users/me/picture", files=files, headers=client.api_headers)
 
 
+LONG_POST = "A paragraph with *emphasis* and a [link](https://example.com).\n\n" * 1000
+
+
+def _edit_form(client):
+    post_id = client.post_id
+    token = form_token(client, f"/posts/{post_id}/edit")
+    data = {"title": "Edited", "content": LONG_POST, "version": "1", "csrf_token": token}
+    return client.post(f"/posts/{post_id}/edit", data=data, follow_redirects=False)
+
+
+def _edit_api(client):
+    body = {"content": LONG_POST}
+    return client.patch(f"/api/posts/{client.post_id}", json=body, headers=client.api_headers)
+
+
 def _login_form(client):
     client.cookies.clear()
     token = form_token(client, "/login")
@@ -452,6 +468,8 @@ SLOW_FLOWS = {
     "delete api": (_delete_api, 204, "verify"),
     "picture form": (_picture_form, 303, "picture"),
     "picture api": (_picture_api, 200, "picture"),
+    "edit form": (_edit_form, 303, "render"),
+    "edit api": (_edit_api, 200, "render"),
     "login form": (_login_form, 303, "verify"),
     "login api": (_login_api, 200, "verify"),
 }
@@ -459,16 +477,18 @@ SLOW_FLOWS = {
 
 @pytest.mark.parametrize("flow", SLOW_FLOWS)
 def test_no_transaction_is_open_during_slow_work(
-    client, make_account, browser_session, api_headers, slow_work, flow
+    client, make_account, make_post, browser_session, api_headers, slow_work, flow
 ):
-    """argon2 and image processing take tens of milliseconds: run while a write transaction
-    is open, they held SQLite's write lock that long, and concurrent registrations failed
-    with "database is locked". Every write path does that work with no transaction open."""
+    """argon2, image processing and rendering a long post take tens of milliseconds: run
+    while a write transaction is open, they held SQLite's write lock that long, and
+    concurrent registrations failed with "database is locked". Every write path does that
+    work with no transaction open."""
     send, expected, kind = SLOW_FLOWS[flow]
     user = make_account("slowpoke")
     if "register" not in flow and "login" not in flow:
         browser_session(client, user)
         client.api_headers = api_headers(user)
+        client.post_id = make_post(user).id
     slow_work.clear()
     response = send(client)
     assert response.status_code == expected, response.text

@@ -202,3 +202,29 @@ def test_service_treats_version_zero_as_a_version(post, app):
             posts.update_post(session, post=mine, data=PostUpdate(title="Mine"), expected_version=0)
     finally:
         session.close()
+
+
+def test_a_save_while_the_edit_renders_is_a_conflict(app, post, monkeypatch, db):
+    """The edit's transaction ends before the (slow) rendering; a save landing just then
+    must still refuse the edit, through the version its UPDATE names."""
+    real_render = posts.rendered_fields
+
+    def render_while_someone_saves(content: str) -> dict[str, object]:
+        other = app.state.database.session(write=True)
+        try:
+            theirs = posts.get_post(other, post_id=post.id)
+            posts.update_post(other, post=theirs, data=PostUpdate(title="Theirs"))
+        finally:
+            other.close()
+        return real_render(content)
+
+    monkeypatch.setattr(posts, "rendered_fields", render_while_someone_saves)
+    session = app.state.database.session(write=True)
+    try:
+        mine = posts.get_post(session, post_id=post.id)
+        with pytest.raises(EditConflictError):
+            posts.update_post(session, post=mine, data=PostUpdate(content="Mine."))
+    finally:
+        session.close()
+    db.commit()
+    assert db.execute(select(Post.title, Post.content)).one() == ("Theirs", "Original text.")
