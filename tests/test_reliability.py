@@ -2,8 +2,9 @@
 in tests/test_backup.py).
 
 The tests marked `server` start uvicorn with two worker processes (tests/support/load.py) and
-talk to it over 127.0.0.1 only; each prints a one-line summary of what it measured (`pytest -s` shows
-it). INKWELL_LOAD_SECONDS sets how long the concurrency test hammers the server (default 8).
+talk to it over 127.0.0.1 only; each prints a one-line summary of what it measured
+(`pytest -s` shows it). INKWELL_LOAD_SECONDS sets how long the concurrency test hammers the
+server (default 8).
 """
 
 import itertools
