@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from database import SessionDep
-from schemas import PostReplace
+from schemas import MAX_ID, PostReplace
 from services import posts
 from services.errors import EditConflictError
 from web.deps import RequiredUser, get_current_user
@@ -98,16 +98,29 @@ def update_post(
         return _post_form(request, values, result, post.id, 422)
     if action == PREVIEW:
         return _post_form(request, values, {}, post.id, 200, preview=result)
+    # The form always carries the version it was made from; anything else (missing, 0,
+    # not a number) is no version the server sent, so saving it could overwrite a newer
+    # one: it is answered like any stale version, with the conflict form.
+    expected = _version_number(version)
     try:
-        posts.update_post(db, post=post, data=result, expected_version=_int_or_none(version))
+        if expected is None:
+            raise EditConflictError
+        posts.update_post(db, post=post, data=result, expected_version=expected)
     except EditConflictError:
         return _conflict_form(request, db, values, post_id)
     url = url_for(request, "post_detail", post_id=post.id)
     return redirect(request, url, "Your post has been updated.")
 
 
-def _int_or_none(value: str) -> int | None:
-    return int(value) if value.isdecimal() and len(value) < 10 else None
+def _version_number(value: str) -> int | None:
+    """The version a form field holds, as the edit form writes it (ASCII digits, no sign or
+    leading zero, within the column's range), else None."""
+    if not (value.isascii() and value.isdigit()) or value.startswith("0"):
+        return None
+    # Length first: int() of thousands of digits is slow, and past 4,300 it raises.
+    if len(value) > len(str(MAX_ID)) or int(value) > MAX_ID:
+        return None
+    return int(value)
 
 
 def _conflict_form(

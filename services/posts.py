@@ -185,12 +185,21 @@ def update_post(
     data: PostUpdate | PostReplace,
     expected_version: int | None = None,
 ) -> Post:
-    """Apply the fields sent; refuse if the client edited an older version than is stored."""
+    """Apply the fields sent; refuse if the client edited another version than is stored.
+
+    `expected_version` (else the body's `version`) is the version the client edited; None
+    means the client named none. Any number is compared, 0 included: only the stored one
+    is accepted.
+    """
     changes = data.model_dump(exclude_unset=True, exclude={"version"})
-    expected = expected_version or data.version
+    expected = data.version if expected_version is None else expected_version
     if expected is not None and expected != post.version:
         raise EditConflictError
     if "content" in changes:
+        # Rendering a long post takes a while: end the transaction that read the post first
+        # (on SQLite a write request's transaction holds the database's write lock). The
+        # UPDATE still names the version read, so a save in between is a conflict.
+        db.commit()
         changes |= rendered_fields(changes["content"])
     _set_fields(post, changes)
     try:

@@ -68,8 +68,10 @@ def seed_corpus(client: TestClient, make_user, api_headers) -> list[Seeded]:
     seeded: list[Seeded] = []
     taken: set[str] = set()
     for number, payload in enumerate(PAYLOADS):
-        username = payload[:50] if payload[:50] not in taken else f"{payload[:44]}~{number:03d}"
-        taken.add(username)
+        # Usernames are unique whatever their case.
+        fresh = payload[:50].lower() not in taken
+        username = payload[:50] if fresh else f"{payload[:44]}~{number:03d}"
+        taken.add(username.lower())
         email = f"u{number}.{payload}"[:120]
         user = make_user(username, email=email)
         content = markdown_document(payload, number)
