@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, Text, func
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -103,6 +103,13 @@ class User(Base):
 
     def __repr__(self) -> str:
         return f"User(id={self.id!r}, username={self.username!r})"
+
+
+# Usernames are unique whatever their case (migration 0008): `frank` and `FRANK` would be two
+# accounts that look the same to readers and share a login name. Lookups by name compare
+# lower(username), so they use this index too.
+USERNAME_LOWER_INDEX = "uq_users_lower_username"
+Index(USERNAME_LOWER_INDEX, func.lower(User.username), unique=True)
 
 
 class Post(Base):

@@ -1,7 +1,13 @@
 """Pydantic models: what the API accepts and returns, and what the forms validate."""
 
+import hashlib
 import re
+import string
+import sys
+import unicodedata
 import zoneinfo
+from array import array
+from bisect import bisect_left
 from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Literal
@@ -32,6 +38,8 @@ from models import (
     USERNAME_MAX_LENGTH,
 )
 
+# Passwords refused as too common: see data/README.md and scripts/build_breached_passwords.py.
+BREACHED_PASSWORDS_FILE = PROJECT_ROOT / "data" / "breached_passwords.bin"
 COMMON_PASSWORDS_FILE = PROJECT_ROOT / "data" / "common_passwords.txt"
 # Bidi embeddings, overrides and isolates: text holding them can display in another order
 # than it reads. Titles drop them, and the Markdown renderer replaces them.
@@ -49,14 +57,55 @@ def _reject_nul(value: str) -> str:
     return value
 
 
+def normalise_password(password: str) -> str:
+    """The form a password is looked up in (and the list was built from): compatibility
+    characters folded (full-width letters are letters), then lower case."""
+    return unicodedata.normalize("NFKC", password).lower()
+
+
+def breached_key(normalised: str) -> int:
+    """The first 64 bits of the SHA-1 of a normalised password: what the list stores."""
+    digest = hashlib.sha1(normalised.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
 @lru_cache(maxsize=1)
-def common_passwords() -> frozenset[str]:
-    lines = COMMON_PASSWORDS_FILE.read_text(encoding="utf-8").splitlines()
-    return frozenset(line.strip().lower() for line in lines if line.strip())
+def breached_passwords() -> "array[int]":
+    """The sorted keys of every listed password, as one array (8 bytes an entry)."""
+    table = array("Q")
+    assert table.itemsize == 8
+    table.frombytes(BREACHED_PASSWORDS_FILE.read_bytes())
+    if sys.byteorder == "little":
+        table.byteswap()  # stored big-endian
+    return table
+
+
+# What people tack onto a listed word to pass composition rules ("Password123!",
+# "Summer2024!"): a run of at most this many digits and ASCII symbols at the end.
+DECORATION = string.digits + string.punctuation + " "
+MAX_DECORATION = 6
+
+
+def lookup_candidates(password: str) -> set[str]:
+    """The password as looked up, and without its decoration if that is short."""
+    normalised = normalise_password(password)
+    candidates = {normalised}
+    bare = normalised.rstrip(DECORATION)
+    if bare and len(normalised) - len(bare) <= MAX_DECORATION:
+        candidates.add(bare)
+    return candidates
 
 
 def is_common_password(password: str) -> bool:
-    return password.lower() in common_passwords()
+    """Whether the password, or the word it decorates, is among the most common leaked
+    passwords (data/README.md). A false match is possible only by a 64-bit collision."""
+    table = breached_passwords()
+    for candidate in lookup_candidates(password):
+        key = breached_key(candidate)
+        position = bisect_left(table, key)
+        if position < len(table) and table[position] == key:
+            return True
+    return False
 
 
 def _reject_common(value: str) -> str:
@@ -170,11 +219,28 @@ class UserCreate(UserBase):
     password: Password
 
 
+# A password being checked, not chosen: only bounded, so no one makes the server hash a
+# megabyte.
+CurrentPassword = Annotated[
+    str,
+    StringConstraints(max_length=1024),
+    Field(description="The account's current password"),
+]
+
+
 class PasswordChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    current_password: Annotated[str, StringConstraints(max_length=1024)]
+    current_password: CurrentPassword
     new_password: Password
+
+
+class PasswordConfirmation(BaseModel):
+    """The body of DELETE /api/users/…: the account's password, to confirm the deletion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password: CurrentPassword
 
 
 class Token(BaseModel):
@@ -207,6 +273,14 @@ Timezone = Annotated[
 class UserUpdate(PartialUpdate):
     username: Username | SkipJsonSchema[None] = None
     email: Email | SkipJsonSchema[None] = None
+    current_password: (
+        Annotated[
+            str,
+            StringConstraints(max_length=1024),
+            Field(description="Required to change the email address: the current password"),
+        ]
+        | SkipJsonSchema[None]
+    ) = None
     timezone: Timezone | SkipJsonSchema[None] = None
 
 

@@ -10,7 +10,7 @@ from database import SessionDep
 from models import User
 from schemas import PasswordChange, UserCreate, UserUpdate, known_timezones
 from services import accounts, media, sessions, users
-from services.errors import DuplicateError
+from services.errors import DuplicateError, ThrottledError, WrongPasswordError
 from web.cookies import SESSION_COOKIE, clear_cookie, set_session_cookie
 from web.deps import CurrentUser, RequiredUser, SettingsDep, get_current_user
 from web.forms import FormText, validate
@@ -55,10 +55,17 @@ def register(
     if errors or isinstance(result, dict):
         return render(request, "auth/register.html", {"values": values, "errors": errors}, 422)
     try:
-        user = users.create_user(db, data=result)
+        user = users.create_user(db, data=result, client_ip=client_ip(request))
     except DuplicateError as exc:
-        context = {"values": values, "errors": {exc.field: exc.message}}
+        # One message for the form, naming neither field (see users.UNUSABLE).
+        context = {"values": values, "errors": {"form": exc.message}}
         return render(request, "auth/register.html", context, status.HTTP_409_CONFLICT)
+    except ThrottledError as exc:
+        message = (
+            f"Too many accounts were created from here. Try again in {_duration(exc.retry_after)}."
+        )
+        context = {"values": values, "errors": {"form": message}}
+        return render(request, "auth/register.html", context, status.HTTP_429_TOO_MANY_REQUESTS)
     return _logged_in(request, db, user, f"Welcome to Inkwell, {user.username}!", "/")
 
 
@@ -104,9 +111,8 @@ def login(
         logged_in = accounts.log_in(
             db, username=username, password=password, client_ip=client_ip(request), kind="browser"
         )
-    except accounts.LoginThrottledError as exc:
-        message = f"Too many failed attempts. Try again in {_duration(exc.retry_after)}."
-        context = {"values": values, "errors": {"form": message}}
+    except ThrottledError as exc:
+        context = {"values": values, "errors": {"form": _too_many_failures(exc)}}
         return render(request, "auth/login.html", context, status.HTTP_429_TOO_MANY_REQUESTS)
     except accounts.InvalidLoginError:
         context = {"values": values, "errors": {"form": accounts.INVALID_LOGIN}}
@@ -123,6 +129,10 @@ def _duration(seconds: int) -> str:
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
+def _too_many_failures(exc: ThrottledError) -> str:
+    return f"Too many failed attempts. Try again in {_duration(exc.retry_after)}."
+
+
 @router.post("/logout", name="logout", dependencies=[CsrfProtected])
 def logout(request: Request, db: SessionDep) -> Response:
     """End this browser's session on the server."""
@@ -133,6 +143,9 @@ def logout(request: Request, db: SessionDep) -> Response:
 
 
 # ---------------------------------------------------------------- the account page
+
+WRONG_PASSWORD = "That is not your current password"
+EMAIL_NEEDS_PASSWORD = "Enter your current password to change the email address"
 
 
 def _account_page(
@@ -164,17 +177,28 @@ def update_account(
     user: RequiredUser,
     username: FormText = "",
     email: FormText = "",
+    password: FormText = "",
 ) -> Response:
-    """Change username and email."""
+    """Change username and email; a new email address needs the current password."""
     values = {"username": username, "email": email}
-    result = validate(UserUpdate, values)
+    result = validate(UserUpdate, {**values, "current_password": password})
     if isinstance(result, dict):
-        return _account_page(request, user, 422, values=values, errors=result)
+        # The form names the current password just "password" (the password section of the
+        # same page has its own "current_password" field).
+        errors = {("password" if k == "current_password" else k): v for k, v in result.items()}
+        return _account_page(request, user, 422, values=values, errors=errors)
     try:
-        users.update_user(db, user=user, data=result)
+        users.update_user(db, user=user, data=result, client_ip=client_ip(request))
     except DuplicateError as exc:
-        errors = {exc.field: exc.message}
+        errors = {"form": exc.message}
         return _account_page(request, user, status.HTTP_409_CONFLICT, values=values, errors=errors)
+    except WrongPasswordError as exc:
+        missing = str(exc) == accounts.PASSWORD_NEEDED
+        message = EMAIL_NEEDS_PASSWORD if missing else WRONG_PASSWORD
+        return _account_page(request, user, 422, values=values, errors={"password": message})
+    except ThrottledError as exc:
+        errors = {"password": _too_many_failures(exc)}
+        return _account_page(request, user, 429, values=values, errors=errors)
     return redirect(request, url_for(request, "account"), "Your account has been updated.")
 
 
@@ -207,12 +231,18 @@ def change_password(
     errors = result if isinstance(result, dict) else {}
     if new_password != confirm_password:
         errors.setdefault("confirm_password", "The passwords do not match")
-    if not errors and not accounts.authenticate(
-        db, username=user.username, password=current_password
-    ):
-        errors["current_password"] = "That is not your current password"
     if errors or isinstance(result, dict):
         return _account_page(request, user, 422, password_errors=errors)
+    try:
+        accounts.confirm_password(
+            db, user=user, password=current_password, client_ip=client_ip(request)
+        )
+    except WrongPasswordError:
+        errors = {"current_password": WRONG_PASSWORD}
+        return _account_page(request, user, 422, password_errors=errors)
+    except ThrottledError as exc:
+        errors = {"current_password": _too_many_failures(exc)}
+        return _account_page(request, user, 429, password_errors=errors)
     keep = request.cookies.get(SESSION_COOKIE)
     accounts.set_password(db, user=user, password=result.new_password, keep_token=keep)
     message = "Your password has been changed. Other sessions have been logged out."
@@ -296,10 +326,20 @@ def delete_account(
     password: FormText = "",
 ) -> Response:
     """Delete the account and everything in it, once the password confirms it."""
-    if not accounts.authenticate(db, username=user.username, password=password):
+    try:
+        users.delete_user(
+            db,
+            user=user,
+            password=password,
+            client_ip=client_ip(request),
+            avatar_dir=settings.avatar_dir,
+        )
+    except WrongPasswordError:
         errors = {"password": "That is not your password"}
         return render(request, "account/delete.html", {"errors": errors}, 422)
-    users.delete_user(db, user=user, avatar_dir=settings.avatar_dir)
+    except ThrottledError as exc:
+        errors = {"password": _too_many_failures(exc)}
+        return render(request, "account/delete.html", {"errors": errors}, 429)
     message = "Your account and your posts have been deleted."
     response = redirect(request, url_for(request, "home"), message)
     clear_cookie(response, SESSION_COOKIE)

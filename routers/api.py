@@ -1,6 +1,8 @@
 """JSON API under /api."""
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from email.utils import format_datetime
 from typing import Annotated, Any
 
@@ -23,6 +25,7 @@ from models import Post, User
 from schemas import (
     MAX_ID,
     PasswordChange,
+    PasswordConfirmation,
     PostCreate,
     PostPublic,
     PostReplace,
@@ -36,6 +39,7 @@ from schemas import (
     UserUpdate,
 )
 from services import accounts, media, posts, search, sessions, tags, users
+from services.errors import ThrottledError
 from web.compression import identity_tag
 from web.deps import ApiToken, ApiUser, MaybeApiUser, PageNumber, PerPage, SettingsDep
 from web.middleware import UPLOAD_BODY_LIMIT, BodyLimitedRoute, body_limit
@@ -58,14 +62,44 @@ def _error(description: str) -> dict[str, Any]:
 
 Responses = dict[int | str, dict[str, Any]]
 NOT_FOUND: Responses = {404: _error("Not found")}
-CONFLICT: Responses = {409: _error("Username or email already taken")}
+CONFLICT: Responses = {409: _error(users.UNUSABLE)}
 AUTH: Responses = {401: _error("Not authenticated")}
 FORBIDDEN: Responses = {403: _error("Not allowed for this user")}
+WRONG_PASSWORD: Responses = {403: _error("The current password is missing or incorrect")}
+# Routes under /users/{user_id} that need the password refuse for either reason.
+SELF_WITH_PASSWORD: Responses = {
+    403: _error("Not your own account, or the current password is missing or incorrect")
+}
 INVALID: Responses = {422: _error("Invalid input")}
 # Routes that read a body also answer 400 when it cannot be parsed at all.
 BODY: Responses = {**INVALID, 400: _error("Malformed request body")}
 TOO_LARGE: Responses = {413: _error("Request body too large")}
-THROTTLED: Responses = {429: _error("Too many failed attempts")}
+TOO_MANY_FAILURES = "Too many failed attempts; try again later"
+TOO_MANY_REGISTRATIONS = "Too many registrations from this address; try again later"
+
+
+def _too_many(description: str) -> Responses:
+    retry_after = {"description": "Seconds to wait", "schema": {"type": "integer"}}
+    return {429: {**_error(description), "headers": {"Retry-After": retry_after}}}
+
+
+THROTTLED = _too_many(TOO_MANY_FAILURES)
+REGISTRATIONS_THROTTLED = _too_many(TOO_MANY_REGISTRATIONS)
+
+
+@contextmanager
+def _throttled(detail: str = TOO_MANY_FAILURES) -> Iterator[None]:
+    """Answer a ThrottledError with 429 and the wait in Retry-After."""
+    try:
+        yield
+    except ThrottledError as exc:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail,
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from exc
+
+
 LIST_HEADERS = {
     "Link": {"description": 'RFC 8288 links to the `rel="prev"` and `rel="next"` pages'}
 }
@@ -99,21 +133,17 @@ def _paginate(
 def issue_token(
     request: Request, db: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
 ) -> Any:
-    """Exchange a username and password for a bearer token (OAuth2 password flow)."""
+    """Exchange a username and password for a bearer token (OAuth2 password flow). The
+    username may be written in any case."""
     try:
-        logged_in = accounts.log_in(
-            db,
-            username=form.username,
-            password=form.password,
-            client_ip=client_ip(request),
-            kind="api",
-        )
-    except accounts.LoginThrottledError as exc:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            "Too many failed attempts; try again later",
-            headers={"Retry-After": str(exc.retry_after)},
-        ) from exc
+        with _throttled():
+            logged_in = accounts.log_in(
+                db,
+                username=form.username,
+                password=form.password,
+                client_ip=client_ip(request),
+                kind="api",
+            )
     except accounts.InvalidLoginError as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, accounts.INVALID_LOGIN, {"WWW-Authenticate": "Bearer"}
@@ -135,11 +165,14 @@ def revoke_token(db: SessionDep, user: ApiUser, token: ApiToken) -> None:
     "/users",
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
-    responses=CONFLICT | BODY,
+    responses=CONFLICT | BODY | REGISTRATIONS_THROTTLED,
 )
-def create_user(data: UserCreate, db: SessionDep) -> Any:
-    """Create an account."""
-    return users.create_user(db, data=data)
+def create_user(data: UserCreate, request: Request, db: SessionDep) -> Any:
+    """Create an account. Usernames are unique whatever their case. A name or email address
+    that belongs to another account gets 409, the same answer for either; each address may
+    register a limited number of times an hour (429 past that)."""
+    with _throttled(TOO_MANY_REGISTRATIONS):
+        return users.create_user(db, data=data, client_ip=client_ip(request))
 
 
 @router.get("/users/me", response_model=UserPrivate, responses=AUTH)
@@ -148,23 +181,32 @@ def read_me(user: ApiUser) -> Any:
     return user
 
 
-@router.patch("/users/me", response_model=UserPrivate, responses=AUTH | CONFLICT | BODY)
-def update_me(data: UserUpdate, db: SessionDep, user: ApiUser) -> Any:
-    """Change the authenticated user's username or email."""
-    return users.update_user(db, user=user, data=data)
+USER_UPDATE_RESPONSES = AUTH | WRONG_PASSWORD | CONFLICT | BODY | THROTTLED
+
+
+@router.patch("/users/me", response_model=UserPrivate, responses=USER_UPDATE_RESPONSES)
+def update_me(data: UserUpdate, request: Request, db: SessionDep, user: ApiUser) -> Any:
+    """Change the authenticated user's username or email. A new email address needs
+    `current_password` in the body (403 without the right one; checks are throttled like
+    logins, 429)."""
+    with _throttled():
+        return users.update_user(db, user=user, data=data, client_ip=client_ip(request))
 
 
 @router.put(
     "/users/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=AUTH | FORBIDDEN | BODY,
+    responses=AUTH | WRONG_PASSWORD | BODY | THROTTLED,
 )
 def change_my_password(
-    data: PasswordChange, db: SessionDep, user: ApiUser, token: ApiToken
+    data: PasswordChange, request: Request, db: SessionDep, user: ApiUser, token: ApiToken
 ) -> None:
-    """Change the password; every other session and token is revoked."""
-    if not accounts.authenticate(db, username=user.username, password=data.current_password):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "The current password is incorrect")
+    """Change the password; every other session and token is revoked. A wrong
+    `current_password` gets 403, and the checks are throttled like logins (429)."""
+    with _throttled():
+        accounts.confirm_password(
+            db, user=user, password=data.current_password, client_ip=client_ip(request)
+        )
     accounts.set_password(db, user=user, password=data.new_password, keep_token=token)
 
 
@@ -184,10 +226,33 @@ def upload_my_picture(
     return users.set_profile_picture(db, user=user, jpeg=jpeg, avatar_dir=settings.avatar_dir)
 
 
-@router.delete("/users/me", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH)
-def delete_me(db: SessionDep, settings: SettingsDep, user: ApiUser) -> None:
-    """Delete the authenticated user, their posts and their picture."""
-    users.delete_user(db, user=user, avatar_dir=settings.avatar_dir)
+DELETE_USER_RESPONSES = AUTH | WRONG_PASSWORD | BODY | THROTTLED
+
+
+def _delete(
+    request: Request, db: SessionDep, settings: SettingsDep, user: User, password: str
+) -> None:
+    with _throttled():
+        users.delete_user(
+            db,
+            user=user,
+            password=password,
+            client_ip=client_ip(request),
+            avatar_dir=settings.avatar_dir,
+        )
+
+
+@router.delete("/users/me", status_code=status.HTTP_204_NO_CONTENT, responses=DELETE_USER_RESPONSES)
+def delete_me(
+    data: PasswordConfirmation,
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    user: ApiUser,
+) -> None:
+    """Delete the authenticated user, their posts and their picture. The body carries the
+    account's password, `{"password": "…"}` (403 if wrong; throttled like logins, 429)."""
+    _delete(request, db, settings, user, data.password)
 
 
 @router.get(
@@ -236,22 +301,34 @@ def _only_self(user_id: int, db: SessionDep, user: User) -> User:
 @router.patch(
     "/users/{user_id}",
     response_model=UserPrivate,
-    responses=AUTH | FORBIDDEN | NOT_FOUND | CONFLICT | BODY,
+    responses=USER_UPDATE_RESPONSES | SELF_WITH_PASSWORD | NOT_FOUND,
 )
-def update_user(user_id: UserId, data: UserUpdate, db: SessionDep, user: ApiUser) -> Any:
-    """Change a user's username or email (only your own)."""
-    return users.update_user(db, user=_only_self(user_id, db, user), data=data)
+def update_user(
+    user_id: UserId, data: UserUpdate, request: Request, db: SessionDep, user: ApiUser
+) -> Any:
+    """Change a user's username or email (only your own; a new email address needs
+    `current_password`, as for /users/me)."""
+    target = _only_self(user_id, db, user)
+    with _throttled():
+        return users.update_user(db, user=target, data=data, client_ip=client_ip(request))
 
 
 @router.delete(
     "/users/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=AUTH | FORBIDDEN | NOT_FOUND | INVALID,
+    responses=DELETE_USER_RESPONSES | SELF_WITH_PASSWORD | NOT_FOUND,
 )
-def delete_user(user_id: UserId, db: SessionDep, settings: SettingsDep, user: ApiUser) -> None:
-    """Delete a user and all their posts (only yourself)."""
-    target = _only_self(user_id, db, user)
-    users.delete_user(db, user=target, avatar_dir=settings.avatar_dir)
+def delete_user(
+    user_id: UserId,
+    data: PasswordConfirmation,
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    user: ApiUser,
+) -> None:
+    """Delete a user and all their posts (only yourself; the body carries your password,
+    `{"password": "…"}`, as for /users/me)."""
+    _delete(request, db, settings, _only_self(user_id, db, user), data.password)
 
 
 @router.get(

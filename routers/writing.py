@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from database import SessionDep
 from models import Post, User
-from schemas import PostReplace
+from schemas import MAX_ID, PostReplace
 from services import posts
 from services.errors import EditConflictError, InvalidFieldError
 from web.deps import RequiredUser, get_current_user
@@ -74,9 +74,10 @@ def _validated(form: PostForm, user: User) -> PostReplace | Errors:
         "title": form.title,
         "content": form.content,
         "tags": split_tags(form.tags),
-        "slug": form.slug.strip() or None,
         "status": form.status,
     }
+    if form.slug.strip():
+        data["slug"] = form.slug.strip()
     if form.status == "scheduled":
         try:
             data["published_at"] = parse_local_datetime(form.publish_at, user.timezone)
@@ -186,8 +187,14 @@ def update_post(
     if form.action == PREVIEW:
         return _post_form(request, form, {}, post, 200, preview=result, db=db)
     status_before = post.status_now
+    # The form always carries the version it was made from; anything else (missing, 0,
+    # not a number) is no version the server sent, so saving it could overwrite a newer
+    # one: it is answered like any stale version, with the conflict form.
+    expected = _version_number(form.version)
     try:
-        posts.update_post(db, post=post, data=result, expected_version=_int_or_none(form.version))
+        if expected is None:
+            raise EditConflictError
+        posts.update_post(db, post=post, data=result, expected_version=expected)
     except EditConflictError:
         return _conflict_form(request, db, form, post_id, user)
     except InvalidFieldError as exc:
@@ -198,8 +205,15 @@ def update_post(
     return redirect(request, post_url(request, post), message)
 
 
-def _int_or_none(value: str) -> int | None:
-    return int(value) if value.isdecimal() and len(value) < 10 else None
+def _version_number(value: str) -> int | None:
+    """The version a form field holds, as the edit form writes it (ASCII digits, no sign or
+    leading zero, within the column's range), else None."""
+    if not (value.isascii() and value.isdigit()) or value.startswith("0"):
+        return None
+    # Length first: int() of thousands of digits is slow, and past 4,300 it raises.
+    if len(value) > len(str(MAX_ID)) or int(value) > MAX_ID:
+        return None
+    return int(value)
 
 
 def _conflict_form(

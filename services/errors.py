@@ -10,21 +10,42 @@ class ForbiddenError(Exception):
     """The thing exists, but the one asking may not change it."""
 
 
+class WrongPasswordError(ForbiddenError):
+    """A change that needs the account's current password came without the right one."""
+
+
 class ConflictError(Exception):
     """The change clashes with what is stored."""
 
 
 class DuplicateError(ConflictError):
-    """A unique field (username, email) is already taken."""
+    """The username or the email address belongs to another account.
 
-    def __init__(self, field: str, message: str) -> None:
+    Deliberately not told which: saying "that email address is already registered" would
+    tell anyone who asks whether an address has an account here.
+    """
+
+    def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.field = field
         self.message = message
 
 
 class EditConflictError(ConflictError):
     """The post changed since the version the client edited: saving would lose that change."""
+
+
+class ThrottledError(Exception):
+    """Too many recent attempts: the client must wait `retry_after` seconds. The routers
+    answer it themselves (429 with Retry-After, or the form again with a message)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+class BusyError(Exception):
+    """The server is saturated right now (too many pictures decoding at once): worth a retry
+    in a moment, and answered 503 with Retry-After."""
 
 
 class InvalidFieldError(Exception):

@@ -1,15 +1,22 @@
 """Profile pictures: validate an upload, normalise it to a square JPEG, store and delete it.
 
 Uploaded bytes are hostile until Pillow has decoded them. They are identified by content (never
-by file name or declared content type), refused before decoding if they declare too many pixels,
-and re-encoded from pixels only, so nothing from the original file (scripts, polyglots, EXIF
-with GPS positions, comments) reaches the stored avatar.
+by file name or declared content type), refused before decoding if they declare too many pixels
+or would need too much memory to decode, and re-encoded from pixels only, so nothing from the
+original file (scripts, polyglots, EXIF with GPS positions, comments) reaches the stored avatar.
+
+Memory is what a picture costs a worker: a few kilobytes of PNG can declare millions of pixels.
+So the decoder's memory is estimated from the header and capped (MAX_DECODE_BYTES), everything
+after decoding works on strips of the central square that are reduced straight away, so no copy
+or mode conversion of the full picture is ever made, and a process decodes one picture at a time
+(MAX_CONCURRENT_DECODES): the worst case per worker is one capped decode, whatever the traffic.
 """
 
 import logging
 import os
 import re
 import secrets
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -18,14 +25,32 @@ from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
 
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, JpegImagePlugin, PngImagePlugin
+
+from services.errors import BusyError
 
 logger = logging.getLogger("inkwell.uploads")
 MAX_PICTURE_BYTES: int = 4 * 1024 * 1024
 AVATAR_SIZE: int = 300
-# Well below Pillow's own MAX_IMAGE_PIXELS (~89 Mpx): a 25 Mpx RGB image already needs 75 MB
-# decoded, and no camera photo used as a profile picture is bigger.
-MAX_PIXELS: int = 25_000_000
+# Far below Pillow's own MAX_IMAGE_PIXELS (~89 Mpx). 16 Mpx (4608x3456) is beyond a 12 Mpx
+# phone photo, and bigger photos hardly fit in MAX_PICTURE_BYTES anyway. JPEGs are decoded at
+# 1/2 to 1/8 scale, but PNG, GIF, WebP and progressive JPEG always at full size.
+MAX_PIXELS: int = 16_000_000
+# What one decode may allocate, estimated from the header (see _decode_bytes). With one decode
+# at a time this is most of what an upload adds to a worker (~108 MB at rest, 150 MB target). It
+# admits any baseline JPEG up to MAX_PIXELS, palette and greyscale PNG or GIF up to MAX_PIXELS,
+# RGB(A) PNG up to 8 Mpx, progressive JPEG up to ~10 Mpx (4:2:0) and WebP up to ~1.8 Mpx.
+MAX_DECODE_BYTES: int = 32 * 1024 * 1024
+# PNG text chunks are inflated and kept while Image.open reads the header, before any check
+# here: Pillow allows 64 MB of them, which a 64 KB upload of zTXt chunks reaches. Avatars drop
+# the text anyway, and real pictures carry far less (an editor's XMP packet is a few KB).
+MAX_PNG_TEXT_BYTES: int = 1024 * 1024
+PngImagePlugin.MAX_TEXT_MEMORY = MAX_PNG_TEXT_BYTES
+# Decodes at the same time in one process; routes run in a thread pool, so without this every
+# concurrent upload would hold its own decoded picture.
+MAX_CONCURRENT_DECODES: int = 1
+# How long an upload waits for its turn before it is refused as busy.
+DECODE_WAIT_SECONDS: float = 5.0
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 
 NOT_A_PICTURE = "Upload a JPEG, PNG, WebP or GIF image."
@@ -33,8 +58,14 @@ DAMAGED_PICTURE = "That image is damaged or incomplete. Upload a JPEG, PNG, WebP
 TOO_MANY_PIXELS = (
     f"That image is too large in pixels; the limit is {MAX_PIXELS // 1_000_000} megapixels."
 )
+TOO_MUCH_MEMORY = "That image is too large to process; upload a smaller picture, or a JPEG."
+BUSY = "Too many pictures are being processed right now; try again in a moment."
 
 _CHUNK_BYTES = 64 * 1024
+# Strips are converted and reduced one at a time; this many pixels (4 bytes each) per strip.
+_STRIP_PIXELS = 256 * 1024
+# Measured with Pillow 13: libwebp's canvas, the copy handed to Python and the image itself.
+_WEBP_BYTES_PER_PIXEL = 18
 _JPEG_QUALITY = 85
 _WHITE = (255, 255, 255)
 # Exactly what store_avatar produces; nothing else may reach the file system in remove_avatar.
@@ -49,6 +80,13 @@ class PictureError(ValueError):
 
 class PictureTooLarge(PictureError):  # noqa: N818 -- the name is part of the public interface
     """The upload is bigger than the byte limit."""
+
+
+class PictureBusy(BusyError):  # noqa: N818 -- named like PictureTooLarge
+    """Other uploads are being decoded and this one waited DECODE_WAIT_SECONDS for its turn."""
+
+
+_decode_slots = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
 
 
 def read_limited(stream: BinaryIO, limit: int = MAX_PICTURE_BYTES) -> bytes:
@@ -74,25 +112,43 @@ def make_avatar(data: bytes) -> bytes:
     """Validate and normalise an uploaded picture; return the re-encoded JPEG bytes.
 
     The result is an AVATAR_SIZE x AVATAR_SIZE RGB JPEG without metadata. Raises PictureError
-    for anything that is not an acceptable picture.
+    for anything that is not an acceptable picture, PictureBusy when other decodes held this
+    process's slot for too long.
     """
-    with (
-        _decode_first_frame(data) as picture,
-        _upright(picture) as upright,
-        _to_rgb(upright) as rgb,
-        ImageOps.fit(rgb, (AVATAR_SIZE, AVATAR_SIZE), Image.Resampling.LANCZOS) as square,
-    ):
-        return _encode_jpeg(square)
+    with _decode_slot():
+        with _decode_first_frame(data) as picture:
+            orientation = _orientation(picture)
+            square = _reduced_square(picture)
+        with (
+            square,
+            _upright(square, orientation) as upright,
+            upright.resize((AVATAR_SIZE, AVATAR_SIZE), Image.Resampling.LANCZOS) as avatar,
+        ):
+            return _encode_jpeg(avatar)
+
+
+@contextmanager
+def _decode_slot() -> Iterator[None]:
+    if not _decode_slots.acquire(timeout=DECODE_WAIT_SECONDS):
+        raise PictureBusy(BUSY)
+    try:
+        yield
+    finally:
+        _decode_slots.release()
 
 
 @contextmanager
 def _decode_first_frame(data: bytes) -> Iterator[Image.Image]:
-    """Open the upload, refuse pixel bombs from the header alone, then decode the first frame."""
+    """Open the upload, refuse pixel and memory bombs from the header alone, then decode the
+    first frame."""
     with _open(data) as picture:
         _check_pixel_count(picture)
+        declared = picture.size
         # JPEG can decode at 1/2, 1/4 or 1/8 scale, which saves most of the memory and time for
         # camera photos; keep at least twice the avatar size so LANCZOS has detail to work with.
         picture.draft(None, (2 * AVATAR_SIZE, 2 * AVATAR_SIZE))
+        if _decode_bytes(picture, declared, data) > MAX_DECODE_BYTES:
+            raise PictureError(TOO_MUCH_MEMORY)
         with _pixel_bombs_refused():
             try:
                 # Only the current frame is loaded, which right after opening is the first one
@@ -137,17 +193,115 @@ def _check_pixel_count(picture: Image.Image) -> None:
         raise PictureError(TOO_MANY_PIXELS)
 
 
-def _upright(picture: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation, which phones set instead of rotating the pixels."""
+def _decode_bytes(picture: Image.Image, declared: tuple[int, int], data: bytes) -> int:
+    """What decoding will allocate, from the header: the decoded frame at the size and in the
+    mode the decoder produces, plus what the decoder itself holds at full size."""
+    width, height = declared
+    if picture.format == "WEBP":
+        return width * height * _WEBP_BYTES_PER_PIXEL
+    decoded = picture.width * picture.height * _bytes_per_pixel(picture.mode)
+    is_jpeg = isinstance(picture, JpegImagePlugin.JpegImageFile)  # MPO included
+    if is_jpeg and _jpeg_has_several_scans(picture, data):
+        # libjpeg then keeps every DCT coefficient (2 bytes) of every component until the
+        # last scan, whatever the scale it outputs at; subsampled components have fewer.
+        decoded += int(width * height * _jpeg_samples_per_pixel(picture) * 2)
+    return decoded
+
+
+def _jpeg_samples_per_pixel(picture: Image.Image) -> float:
+    """Samples a pixel over all components: 3 for 4:4:4 colour, 1.5 for 4:2:0, 1 for grey."""
+    # Pillow's JPEG header reader lists (id, horizontal, vertical, table) per component.
+    sampling = [(h, v) for _, h, v, _ in getattr(picture, "layer", [])]
+    if not sampling or min(min(h, v) for h, v in sampling) < 1:
+        return 4.0  # the most a JPEG can have (CMYK at full resolution)
+    full = max(h for h, _ in sampling) * max(v for _, v in sampling)
+    return sum(h * v for h, v in sampling) / full
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    """Pillow's storage: one byte for 1, L and P, two for I;16, four for everything else (RGB
+    included, which is stored padded)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4
+
+
+def _jpeg_has_several_scans(picture: Image.Image, data: bytes) -> bool:
+    """Progressive, or baseline with a first scan that does not carry every component; either
+    way libjpeg buffers the whole picture's coefficients. Unreadable headers count as several."""
+    if picture.info.get("progressive"):
+        return True
+    position = 2  # after SOI
+    while position + 4 < len(data):
+        if data[position] != 0xFF:
+            return True
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+        elif marker == 0xDA:  # start of scan: its first byte is the number of components
+            return data[position + 4] < getattr(picture, "layers", 0)
+        else:
+            position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return True
+
+
+def _orientation(picture: Image.Image) -> int:
+    """The EXIF (or XMP) orientation, which phones set instead of rotating the pixels."""
     try:
-        return ImageOps.exif_transpose(picture)
+        orientation = picture.getexif().get(ExifTags.Base.Orientation)
     except _DECODE_ERRORS as exc:  # a corrupt EXIF block
         raise PictureError(DAMAGED_PICTURE) from exc
+    return orientation if isinstance(orientation, int) else 1  # a crafted tag may be anything
 
 
-def _to_rgb(picture: Image.Image) -> Image.Image:
+# As in ImageOps.exif_transpose, which cannot be used here: the pixels it would transpose are a
+# reduced copy that no longer carries the upload's EXIF.
+_TRANSPOSITIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(picture: Image.Image, orientation: int) -> Image.Image:
+    method = _TRANSPOSITIONS.get(orientation)
+    return picture.copy() if method is None else picture.transpose(method)
+
+
+def _reduced_square(picture: Image.Image) -> Image.Image:
+    """The central square as RGB, reduced by a whole factor to between 2 and 4 times the avatar
+    size (or left as it is when smaller).
+
+    The square is what the avatar shows whatever the orientation, and it is converted and
+    reduced a strip of rows at a time, so that no full-size copy or conversion (RGBA of a
+    palette picture, 4 bytes a pixel) exists next to the decoded picture. Strips are a multiple
+    of the factor high, so the box filter sees the same pixels as on the whole square.
+    """
+    side = min(picture.size)
+    left, top = (picture.width - side) // 2, (picture.height - side) // 2
+    factor = max(1, side // (2 * AVATAR_SIZE))
+    reduced_side = -(-side // factor)
+    rows = max(1, _STRIP_PIXELS // side // factor) * factor
+    transparent = picture.has_transparency_data
+    square = Image.new("RGB", (reduced_side, reduced_side), _WHITE)
+    for y in range(0, side, rows):
+        box = (left, top + y, left + side, top + min(y + rows, side))
+        with (
+            picture.crop(box) as strip,
+            _to_rgb(strip, transparent) as rgb,
+            rgb.reduce(factor) as reduced,
+        ):
+            square.paste(reduced, (0, y // factor))
+    return square
+
+
+def _to_rgb(picture: Image.Image, transparent: bool) -> Image.Image:
     """Convert to RGB, the only mode JPEG and every browser handle alike."""
-    if picture.has_transparency_data:
+    if transparent:
         return _flatten_on_white(picture)
     if picture.mode.startswith("I;16"):
         # A plain conversion clips 16-bit values to 255, which turns the picture white.

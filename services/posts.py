@@ -221,11 +221,12 @@ def search_posts(db: Session, *, query: str, page: int, per_page: int) -> Search
 
 
 def rendered_fields(content: str) -> dict[str, object]:
-    """What a post's page and listings show, derived once from its Markdown source."""
+    """What a post's page and listings show, derived from one parse of its Markdown."""
+    rendered = markdown.render(content)
     return {
-        "content_html": markdown.render_markdown(content),
-        "excerpt": markdown.excerpt(content),
-        "reading_minutes": markdown.reading_minutes(content),
+        "content_html": rendered.html,
+        "excerpt": rendered.excerpt,
+        "reading_minutes": rendered.reading_minutes,
         "render_version": markdown.RENDERER_VERSION,
     }
 
@@ -286,17 +287,23 @@ def update_post(
     data: PostUpdate | PostReplace,
     expected_version: int | None = None,
 ) -> Post:
-    """Apply the fields sent; refuse if the client edited an older version than is stored.
+    """Apply the fields sent; refuse if the client edited another version than is stored.
 
-    Publishing, unpublishing and rescheduling are edits like any other: the same version
-    check applies.
+    `expected_version` (else the body's `version`) is the version the client edited; None
+    means the client named none. Any number is compared, 0 included: only the stored one
+    is accepted. Publishing, unpublishing and rescheduling are edits like any other: the
+    same version check applies.
     """
     sent = {name for name in data.model_fields_set if getattr(data, name) is not None}
     changes = data.model_dump(include=sent & {"title", "content", "slug"})
-    expected = expected_version or data.version
+    expected = data.version if expected_version is None else expected_version
     if expected is not None and expected != post.version:
         raise EditConflictError
     if "content" in changes:
+        # Rendering a long post takes a while: end the transaction that read the post first
+        # (on SQLite a write request's transaction holds the database's write lock). The
+        # UPDATE still names the version read, so a save in between is a conflict.
+        db.commit()
         changes |= rendered_fields(changes["content"])
     if "slug" in changes:
         changes["slug"] = post_slug(changes["slug"], post.title)

@@ -1,5 +1,17 @@
-"""Login throttling, kept in the database so that every worker process sees the same count."""
+"""Throttling, kept in the database so that every worker process sees the same count.
 
+Two things are counted, each row keyed by what it counts against:
+- failed password checks (logging in, or confirming the current password before a sensitive
+  change), against the account (`user:<id>`), or for a name no account has, that name
+  (`name:<lower-cased name>`), and against the client's address (`ip:<address>`);
+- registrations, against the client's address (`register:<address>`).
+
+An IPv4 address counts on its own; an IPv6 address counts with the rest of its /64, which
+one subscriber usually holds whole and can pick any address from.
+"""
+
+import ipaddress
+import math
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
@@ -7,19 +19,60 @@ from sqlalchemy.orm import Session
 
 from config import utcnow
 from models import LoginFailure
+from services.errors import ThrottledError
 
-# Attempts allowed in the window before each further one must wait, per key kind.
+# Failures allowed in the window before each further attempt must wait, per key kind.
 THROTTLE_WINDOW = timedelta(minutes=15)
-FREE_ATTEMPTS = {"user": 5, "ip": 20}
+FREE_ATTEMPTS = {"user": 5, "name": 5, "ip": 20}
 MAX_WAIT_SECONDS = int(THROTTLE_WINDOW.total_seconds())
+# Registrations one address may make (accounts created, and attempts refused as a duplicate:
+# each of those would tell whether an email address has an account).
+REGISTRATION_WINDOW = timedelta(hours=1)
+REGISTRATIONS_PER_ADDRESS = 10
+IPV6_GROUP_PREFIX = 64
+KEY_MAX_LENGTH = 200
 
 
-def throttle_keys(username: str, client_ip: str) -> list[str]:
-    return [f"user:{username.strip().lower()}"[:200], f"ip:{client_ip}"[:200]]
+def address_group(client_ip: str) -> str:
+    """The unit a client address is counted in: the address itself for IPv4 (an IPv4 address
+    mapped into IPv6 included), its /64 network for IPv6."""
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return client_ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        network = ipaddress.IPv6Network((address.packed, IPV6_GROUP_PREFIX), strict=False)
+        return str(network)
+    return str(address)
+
+
+def _key(kind: str, value: str) -> str:
+    return f"{kind}:{value}"[:KEY_MAX_LENGTH]
+
+
+def account_key(user_id: int) -> str:
+    return _key("user", str(user_id))
+
+
+def unknown_name_key(username: str) -> str:
+    return _key("name", username.strip().lower())
+
+
+def address_key(client_ip: str) -> str:
+    return _key("ip", address_group(client_ip))
+
+
+def registration_key(client_ip: str) -> str:
+    return _key("register", address_group(client_ip))
+
+
+# ---------------------------------------------------------------- failed password checks
 
 
 def seconds_until_allowed(db: Session, *, keys: list[str], now: datetime | None = None) -> int:
-    """0 if a login attempt may go ahead, else how long the client must wait.
+    """0 if a password check may go ahead, else how long the client must wait.
 
     Past the free attempts, each failure doubles the wait since the last failure, up to
     the whole window: slowed down first, then refused for a while.
@@ -47,3 +100,26 @@ def record_login_failure(db: Session, *, keys: list[str]) -> None:
 def clear_login_failures(db: Session, *, key: str) -> None:
     db.execute(delete(LoginFailure).where(LoginFailure.key == key))
     db.commit()
+
+
+# ---------------------------------------------------------------- registrations
+
+
+def check_registrations(db: Session, *, key: str, now: datetime | None = None) -> None:
+    """Raise ThrottledError if the address behind `key` registered its allowance already
+    within the window; the wait lasts until the oldest of those leaves it."""
+    now = now or utcnow()
+    recent = db.scalars(
+        select(LoginFailure.failed_at)
+        .where(LoginFailure.key == key, LoginFailure.failed_at > now - REGISTRATION_WINDOW)
+        .order_by(LoginFailure.failed_at.desc())
+        .limit(REGISTRATIONS_PER_ADDRESS)
+    ).all()
+    if len(recent) >= REGISTRATIONS_PER_ADDRESS:
+        wait = math.ceil((recent[-1] + REGISTRATION_WINDOW - now).total_seconds())
+        raise ThrottledError(max(wait, 1))
+
+
+def count_registration(db: Session, *, key: str) -> None:
+    """Count one registration in the current transaction (committed with the account)."""
+    db.add(LoginFailure(key=key))

@@ -2,17 +2,20 @@
 
 from pathlib import Path
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import User
 from schemas import MAX_ID, UserCreate, UserUpdate
+from services import accounts, passwords, throttling
 from services.errors import DuplicateError, NotFoundError
 from services.media import remove_avatar, remove_orphans, store_avatar
-from services.passwords import hash_password
 
 USER_NOT_FOUND = "User not found"
+# One answer whichever of the two is taken: the username is public anyway, but naming the
+# email address would tell anyone whether it has an account here.
+UNUSABLE = "That username or email address cannot be used"
 
 
 def get_user(db: Session, *, user_id: int) -> User | None:
@@ -31,17 +34,15 @@ def get_existing_user(db: Session, *, user_id: int) -> User:
 def _ensure_unique(
     db: Session, *, username: str | None, email: str | None, exclude: int = 0
 ) -> None:
-    """Raise DuplicateError naming the first taken field (a friendly, early check)."""
-    taken = db.execute(
-        select(User.username, User.email).where(
-            User.id != exclude, or_(User.username == username, User.email == email)
-        )
-    ).all()
-    for row in taken:
-        if username is not None and row.username == username:
-            raise DuplicateError("username", "That username is already taken")
-        if email is not None and row.email == email:
-            raise DuplicateError("email", "That email address is already registered")
+    """Raise DuplicateError if another account has the username (in any capitalisation) or
+    the email address (a friendly, early check; the unique indexes have the last word)."""
+    clashes = []
+    if username is not None:
+        clashes.append(func.lower(User.username) == func.lower(username))
+    if email is not None:
+        clashes.append(User.email == email)
+    if clashes and db.scalar(select(User.id).where(User.id != exclude, or_(*clashes)).limit(1)):
+        raise DuplicateError(UNUSABLE)
 
 
 def _commit_unique(db: Session) -> None:
@@ -50,21 +51,45 @@ def _commit_unique(db: Session) -> None:
         db.commit()
     except IntegrityError as exc:
         db.rollback()
-        raise DuplicateError("username", "That username or email is already taken") from exc
+        raise DuplicateError(UNUSABLE) from exc
 
 
-def create_user(db: Session, *, data: UserCreate) -> User:
-    _ensure_unique(db, username=data.username, email=data.email)
-    user = User(
-        username=data.username, email=data.email, password_hash=hash_password(data.password)
-    )
-    db.add(user)
-    _commit_unique(db)
+def create_user(db: Session, *, data: UserCreate, client_ip: str) -> User:
+    """Register an account, within the registrations allowed from the client's address.
+
+    Raises ThrottledError when the address has used them up, DuplicateError when the name or
+    email address belongs to another account (which counts as a registration too: each one
+    answers whether an address is registered). The password is hashed between the two
+    short transactions, never while one is open: on SQLite a write request's first statement
+    takes the database's write lock, and every other writer would wait on argon2.
+    """
+    key = throttling.registration_key(client_ip)
+    throttling.check_registrations(db, key=key)
+    db.commit()
+    password_hash = passwords.hash_password(data.password)
+    try:
+        _ensure_unique(db, username=data.username, email=data.email)
+        user = User(username=data.username, email=data.email, password_hash=password_hash)
+        db.add(user)
+        throttling.count_registration(db, key=key)
+        _commit_unique(db)
+    except DuplicateError:
+        db.rollback()
+        throttling.count_registration(db, key=key)
+        db.commit()
+        raise
     return user
 
 
-def update_user(db: Session, *, user: User, data: UserUpdate) -> User:
-    changes = data.model_dump(exclude_unset=True)
+def update_user(db: Session, *, user: User, data: UserUpdate, client_ip: str) -> User:
+    """Change the username or email address. A new email address needs the current password
+    (`data.current_password`): the address is where the account is recovered from, so a
+    stolen session or token alone must not be enough to change it."""
+    changes = data.model_dump(exclude_unset=True, exclude={"current_password"})
+    if "email" in changes and changes["email"] != user.email:
+        accounts.confirm_password(
+            db, user=user, password=data.current_password, client_ip=client_ip
+        )
     _ensure_unique(
         db, username=changes.get("username"), email=changes.get("email"), exclude=user.id
     )
@@ -74,7 +99,12 @@ def update_user(db: Session, *, user: User, data: UserUpdate) -> User:
     return user
 
 
-def delete_user(db: Session, *, user: User, avatar_dir: Path) -> None:
+def delete_user(
+    db: Session, *, user: User, password: str | None, client_ip: str, avatar_dir: Path
+) -> None:
+    """Delete the account once its current password confirms it (see
+    accounts.confirm_password for the throttle and the errors)."""
+    accounts.confirm_password(db, user=user, password=password, client_ip=client_ip)
     # Posts and sessions go with the user through ON DELETE CASCADE in the database; the
     # picture goes only once the deletion is committed.
     picture = user.image_file

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
-from config import Settings
+from config import Settings, use_clock
 from database import Base, Database
 from main import create_app
 from models import Post, User
@@ -22,6 +22,7 @@ from services.posts import rendered_fields
 from services.sessions import create_session
 from services.text import slugify
 from tests.support.accounts import PASSWORD
+from tests.support.clock import MovableClock
 from tests.support.pg import PostgresCluster
 from web.cookies import SESSION_COOKIE
 
@@ -63,6 +64,17 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"
     migrate_to_head(f"sqlite:///{path}")
     return path
+
+
+@pytest.fixture
+def clock() -> Iterator[MovableClock]:
+    """This process's time, standing still until the test moves it."""
+    moving = MovableClock()
+    previous = use_clock(moving)
+    try:
+        yield moving
+    finally:
+        use_clock(previous)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -71,7 +71,7 @@ def test_duplicate_user_is_409(client, db: Session, first, second):
     assert client.post("/api/users", json={**first, "password": PASSWORD}).status_code == 201
     response = client.post("/api/users", json={**second, "password": PASSWORD})
     assert response.status_code == 409
-    assert "already" in response.json()["detail"]
+    assert response.json()["detail"] == "That username or email address cannot be used"
     assert db.scalar(select(func.count()).select_from(User)) == 1
 
 
@@ -106,7 +106,7 @@ def test_user_may_keep_own_username_on_update(client):
     alice = create_user(client, "alice")
     response = client.patch(
         f"/api/users/{alice['id']}",
-        json={"username": "alice", "email": "new@example.com"},
+        json={"username": "alice", "email": "new@example.com", "current_password": PASSWORD},
         headers=alice["headers"],
     )
     assert response.status_code == 200
@@ -117,7 +117,13 @@ def test_delete_user_deletes_their_posts(client, db: Session):
     bob = create_user(client, "bob")
     create_post(client, alice)
     kept = create_post(client, bob)
-    assert client.delete(f"/api/users/{alice['id']}", headers=alice["headers"]).status_code == 204
+    deleted = client.request(
+        "DELETE",
+        f"/api/users/{alice['id']}",
+        json={"password": PASSWORD},
+        headers=alice["headers"],
+    )
+    assert deleted.status_code == 204
     assert client.get(f"/api/users/{alice['id']}").status_code == 404
     assert db.scalars(select(Post.id)).all() == [kept["id"]]
 
@@ -170,6 +176,8 @@ def test_unknown_ids_are_json_404(client, method, path, detail):
     body = None
     if method in {"PUT", "PATCH"}:
         body = {"title": "t", "content": "c"} if "posts" in path else {"username": "someone"}
+    elif method == "DELETE" and "users" in path:
+        body = {"password": PASSWORD}
     headers = create_user(client)["headers"]
     response = client.request(method, path, json=body, headers=headers)
     assert response.status_code == 404

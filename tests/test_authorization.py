@@ -2,12 +2,20 @@
 author: the expected status, and the data unchanged wherever the request is refused."""
 
 from dataclasses import dataclass
+from functools import cache
 
 import pytest
 from sqlalchemy import select
 
 from models import Post, User
-from tests.support.accounts import form_token
+from services.passwords import hash_password
+from tests.support.accounts import PASSWORD, form_token
+
+
+@cache
+def password_hash() -> str:
+    """One hash for every account here (hashing is deliberately slow)."""
+    return hash_password(PASSWORD)
 
 
 @dataclass(frozen=True)
@@ -27,7 +35,7 @@ CASES = [
     Case(
         "POST",
         "/posts/{post}/edit",
-        {"title": "Changed", "content": "Changed"},
+        {"title": "Changed", "content": "Changed", "version": "1"},
         "page",
         PAGE_AUTHOR_ONLY,
     ),
@@ -36,7 +44,7 @@ CASES = [
     Case(
         "POST",
         "/account",
-        {"username": "renamed", "email": "renamed@example.com"},
+        {"username": "renamed", "email": "renamed@example.com", "password": PASSWORD},
         "page",
         PAGE_SELF,
     ),
@@ -69,7 +77,13 @@ CASES = [
         "api",
         {**API_AUTHOR_ONLY, "author": 200},
     ),
-    Case("DELETE", "/api/users/{author}", {}, "api", {**API_AUTHOR_ONLY, "author": 204}),
+    Case(
+        "DELETE",
+        "/api/users/{author}",
+        {"password": PASSWORD},
+        "api",
+        {**API_AUTHOR_ONLY, "author": 204},
+    ),
     Case(
         "PATCH",
         "/api/users/me",
@@ -77,7 +91,13 @@ CASES = [
         "api",
         {"anonymous": 401, "other": 200, "author": 200},
     ),
-    Case("DELETE", "/api/users/me", {}, "api", {"anonymous": 401, "other": 204, "author": 204}),
+    Case(
+        "DELETE",
+        "/api/users/me",
+        {"password": PASSWORD},
+        "api",
+        {"anonymous": 401, "other": 204, "author": 204},
+    ),
     Case("DELETE", "/api/token", {}, "api", {"anonymous": 401, "other": 204, "author": 204}),
 ]
 
@@ -95,8 +115,8 @@ def snapshot(db) -> tuple:
 def test_authorization_matrix(
     client, db, make_user, make_post, browser_session, api_headers, case, actor
 ):
-    author = make_user("author")
-    other = make_user("other")
+    author = make_user("author", password_hash=password_hash())
+    other = make_user("other", password_hash=password_hash())
     post = make_post(author, title="Original", content="Original")
     path = case.path.format(post=post.id, author=author.id)
     user = {"author": author, "other": other}.get(actor)

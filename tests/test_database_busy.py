@@ -1,4 +1,5 @@
-"""A saturated database gets 503 with Retry-After, never a 500."""
+"""A saturated server (database writes queueing, pictures waiting to be decoded) answers
+503 with Retry-After, never a 500."""
 
 import pytest
 from sqlalchemy import text
@@ -49,3 +50,25 @@ def test_form_write_gets_the_busy_page(client, writer_holding_the_lock):
     assert response.headers["retry-after"] == "1"
     assert "busy" in response.text
     assert "content-security-policy" in response.headers
+
+
+def test_picture_upload_while_decoders_are_busy_gets_503(
+    client, make_user, api_headers, monkeypatch
+):
+    from services import media
+    from tests.support.images import png_bytes
+
+    monkeypatch.setattr(media, "DECODE_WAIT_SECONDS", 0.01)
+    headers = api_headers(make_user("painter"))
+    held = [media._decode_slots.acquire() for _ in range(media.MAX_CONCURRENT_DECODES)]
+    try:
+        response = client.put(
+            "/api/users/me/picture",
+            files={"picture": ("me.png", png_bytes(), "image/png")},
+            headers=headers,
+        )
+    finally:
+        for _ in held:
+            media._decode_slots.release()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"

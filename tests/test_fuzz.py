@@ -260,6 +260,11 @@ class World:
             case.body.update(username=self.owner.username, password=PASSWORD)
         elif route(case) == "PUT /api/users/me/password":
             case.body["current_password"] = PASSWORD
+        elif route(case) in {"DELETE /api/users/me", "DELETE /api/users/{user_id}"}:
+            case.body["password"] = PASSWORD
+        elif route(case) in {"PATCH /api/users/me", "PATCH /api/users/{user_id}"}:
+            if "email" in case.body:
+                case.body["current_password"] = PASSWORD
         elif route(case) == PICTURE_ROUTE:
             case.body["picture"] = tiny_png()
 

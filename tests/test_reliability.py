@@ -199,7 +199,11 @@ def test_ids_of_deleted_rows_are_never_reused(client):
     if new_post == old_post:
         reused["post"] = old_post
 
-    assert client.delete("/api/users/me", headers=headers["second"]).status_code == 204
+    confirmation = {"password": PASSWORD}
+    deleted = client.request(
+        "DELETE", "/api/users/me", json=confirmation, headers=headers["second"]
+    )
+    assert deleted.status_code == 204
     account = {"username": "third", "email": "third@example.com", "password": PASSWORD}
     new_user = client.post("/api/users", json=account).json()["id"]
     if new_user == ids["second"]:

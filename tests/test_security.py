@@ -169,3 +169,129 @@ def test_declared_oversize_body_is_refused_up_front(client):
         "/api/users", content=b"{}", headers={"Content-Length": str(50 * 1024 * 1024)}
     )
     assert response.status_code == 413
+
+
+# ---------------------------------------------------------------- hostile signatures
+
+
+def _signed(settings: Settings, purpose: str, data: object) -> str:
+    """A value signed with the app's own key, the way web.security signs it."""
+    from types import SimpleNamespace
+
+    from web.security import dumps_signed
+
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(settings=settings)))
+    return dumps_signed(request, purpose, data)  # type: ignore[arg-type]
+
+
+HOSTILE_COOKIE_VALUES = [
+    "abc.\u00e9",
+    "\u00e9\u00e9\u00e9.\u00e9",
+    "\u00ff" * 64,
+    "x" * 6000 + "." + "y" * 6000,
+    "!!!not base64!!!.abc",
+    "=",
+    "==.==",
+    ".",
+    "..",
+    '"\\000\\001.\\377"',  # an escaped NUL and friends, unquoted by the cookie parser
+    "\x01\x7f.\x1f",
+    "e30.",  # base64 of {} with no signature
+]
+
+
+def _filled(path: str, values: dict[str, object]) -> str:
+    import re
+
+    return re.sub(r"{(\w+)(:\w+)?}", lambda m: str(values[m.group(1)]), path)
+
+
+def _path_values(post) -> dict[str, object]:
+    """Path parameters naming existing rows (a review token and link id that name none)."""
+    return {
+        "post_id": post.id,
+        "user_id": post.user_id,
+        "slug": post.slug,
+        "link_id": 1,
+        "token": "no-such-review-token",
+        "path": "css/style.css",
+    }
+
+
+def _page_paths(app, post) -> list[str]:
+    """Every GET route of the app, with its path parameters filled from existing rows."""
+    from web.urls import _leaf_routes
+
+    return [
+        _filled(route.path, _path_values(post))
+        for route in _leaf_routes(app.router.routes)
+        if "GET" in (getattr(route, "methods", None) or ())
+    ]
+
+
+@pytest.mark.parametrize("cookie", ["inkwell_flash", "inkwell_csrf", "inkwell_session"])
+def test_hostile_cookies_never_cause_a_server_error(app, settings, make_post, cookie):
+    post = make_post()
+    values = [
+        *HOSTILE_COOKIE_VALUES,
+        # Correctly signed, but not what the site ever writes there.
+        _signed(settings, "flash", [1, None, {"category": 5}]),
+        _signed(settings, "flash", {"message": "a dict, not a list"}),
+    ]
+    paths = _page_paths(app, post)
+    assert len(paths) > 15
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for value in values:
+            header = f"{cookie}={value}".encode()
+            for path in paths:
+                response = client.get(path, headers={"Cookie": header})
+                where = (cookie, value[:40], path)
+                assert response.status_code < 500, where
+                assert response.headers.get("x-content-type-options") == "nosniff", where
+                assert "frame-ancestors 'none'" in response.headers.get(
+                    "content-security-policy", ""
+                ), where
+
+
+def _form_posts(app, post) -> list[str]:
+    """Every form route of the site (the POST routes outside the API)."""
+    from web.urls import _leaf_routes
+
+    return [
+        _filled(route.path, _path_values(post))
+        for route in _leaf_routes(app.router.routes)
+        if "POST" in (getattr(route, "methods", None) or ()) and not route.path.startswith("/api")
+    ]
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["\u00e9" * 43, "abc\u2603", "\u00e9", "x" * 42 + "\u00e9"],
+    ids=["accents", "snowman", "one-accent", "last-char"],
+)
+def test_non_ascii_csrf_token_is_refused_not_a_server_error(
+    app, make_post, browser_session, db, token
+):
+    from models import Post
+
+    post = make_post(title="Untouched")
+    paths = _form_posts(app, post)
+    assert {"/login", "/register", "/account/delete", f"/posts/{post.id}/edit"} <= set(paths)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        browser_session(client, post.author)
+        for path in paths:
+            data = {
+                "csrf_token": token,
+                "username": "someone",
+                "password": "correct horse battery staple",
+                "title": "Changed",
+                "content": "Changed",
+            }
+            files = None
+            if path == "/account/picture":  # multipart, as its form sends it
+                data, files = {"csrf_token": token}, {"picture": ("me.png", b"x", "image/png")}
+            response = client.post(path, data=data, files=files, follow_redirects=False)
+            assert response.status_code == 403, (path, response.status_code)
+            assert response.headers.get("x-content-type-options") == "nosniff", path
+    db.expire_all()
+    assert db.get(Post, post.id).title == "Untouched"

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from database import DatabaseBusyError
 from services.errors import (
+    BusyError,
     ConflictError,
     DuplicateError,
     EditConflictError,
@@ -117,8 +118,8 @@ def _is_lock_timeout(exc: OperationalError) -> bool:
 
 
 async def database_busy(request: Request, exc: Exception) -> Response:
-    """503 with Retry-After when the database cannot take the write in time; anything else
-    the database raises is a real error."""
+    """503 with Retry-After when the database cannot take the write in time, or pictures
+    are queueing to be decoded; anything else the database raises is a real error."""
     if isinstance(exc, OperationalError) and not _is_lock_timeout(exc):
         return await unhandled_error(request, exc)
     logger.warning("Database busy: 503 for %s %s", request.method, request.url.path)
@@ -174,5 +175,6 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LoginRequiredError, login_required)
     app.add_exception_handler(InvalidFieldError, invalid_field)
     app.add_exception_handler(DatabaseBusyError, database_busy)
+    app.add_exception_handler(BusyError, database_busy)
     app.add_exception_handler(OperationalError, database_busy)
     app.add_exception_handler(Exception, unhandled_error)

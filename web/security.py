@@ -17,8 +17,23 @@ def _secret(request: Request) -> bytes:
     return request.app.state.settings.secret_key.encode()
 
 
+def _as_bytes(text: str) -> bytes:
+    # Whatever a client sent: cookies arrive decoded as Latin-1, form fields as UTF-8, and
+    # "surrogatepass" encodes even a lone surrogate instead of raising.
+    return text.encode("utf-8", "surrogatepass")
+
+
+def same_signature(sent: object, expected: str) -> bool:
+    """Whether `sent` is exactly `expected`, in constant time.
+
+    hmac.compare_digest raises TypeError on a str holding any non-ASCII character, so both
+    sides are compared as bytes; anything that is not a string is simply a mismatch.
+    """
+    return isinstance(sent, str) and hmac.compare_digest(_as_bytes(sent), _as_bytes(expected))
+
+
 def sign(request: Request, purpose: str, value: str) -> str:
-    mac = hmac.new(_secret(request), f"{purpose}:{value}".encode(), hashlib.sha256)
+    mac = hmac.new(_secret(request), _as_bytes(f"{purpose}:{value}"), hashlib.sha256)
     return base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
 
 
@@ -28,12 +43,13 @@ def dumps_signed(request: Request, purpose: str, data: object) -> str:
 
 
 def loads_signed(request: Request, purpose: str, text: str) -> object | None:
+    """The data `dumps_signed` wrote, or None for anything else a client may send."""
     payload, _, signature = text.partition(".")
-    if not hmac.compare_digest(signature, sign(request, purpose, payload)):
+    if not same_signature(signature, sign(request, purpose, payload)):
         return None
     try:
-        return json.loads(base64.urlsafe_b64decode(payload.encode()))
-    except ValueError:
+        return json.loads(base64.urlsafe_b64decode(_as_bytes(payload)))
+    except ValueError:  # also binascii.Error and UnicodeDecodeError
         return None
 
 
@@ -58,7 +74,7 @@ async def verify_csrf(request: Request) -> None:
     form = await request.form()
     sent = form.get("csrf_token")
     has_seed = SESSION_COOKIE in request.cookies or ANON_CSRF_COOKIE in request.cookies
-    if not (has_seed and isinstance(sent, str) and hmac.compare_digest(sent, csrf_token(request))):
+    if not (has_seed and same_signature(sent, csrf_token(request))):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "The form has expired. Please try again.")
 
 

@@ -95,11 +95,25 @@ templates.env.globals["field_limits"] = FIELD_LIMITS
 
 
 def _pending_flashes(request: Request) -> list[dict[str, str]]:
+    """The flash messages the browser brought back; none for a cookie the site did not write.
+
+    Every page renders these, the error pages too, so nothing a client puts in the cookie
+    may make this fail: a failure here would fail the error page that reports it as well.
+    """
     cookie = request.cookies.get(FLASH_COOKIE)
     if cookie:
         mark_personal(request)
-    messages = loads_signed(request, "flash", cookie) if cookie else None
-    return messages if isinstance(messages, list) else []
+    try:
+        messages = loads_signed(request, "flash", cookie) if cookie else None
+    except Exception:  # whatever is wrong with the cookie, it only means no flash
+        return []
+    if not isinstance(messages, list):
+        return []
+    return [
+        {"category": str(item.get("category", "info")), "message": str(item.get("message", ""))}
+        for item in messages
+        if isinstance(item, dict)
+    ]
 
 
 class LazyCsrfToken:
