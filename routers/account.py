@@ -209,9 +209,9 @@ def update_timezone(
     """Change the time zone schedules are entered and shown in."""
     result = validate(UserUpdate, {"timezone": timezone})
     if isinstance(result, dict):
-        error = result.get("timezone", "Choose a time zone")
+        error = "Choose a time zone from the list, such as Europe/Paris"
         return _account_page(request, user, 422, timezone_error=error, timezone_value=timezone)
-    users.update_user(db, user=user, data=result)
+    users.update_user(db, user=user, data=result, client_ip=client_ip(request))
     return redirect(request, url_for(request, "account"), "Your time zone has been saved.")
 
 

@@ -7,8 +7,10 @@ from functools import cache
 import pytest
 from sqlalchemy import select
 
-from models import Post, User
+from config import utcnow
+from models import Post, ReviewLink, User
 from services.passwords import hash_password
+from services.posts import create_review_link
 from tests.support.accounts import PASSWORD, form_token
 
 
@@ -18,6 +20,10 @@ def password_hash() -> str:
     return hash_password(PASSWORD)
 
 
+def post_time():
+    return utcnow()
+
+
 @dataclass(frozen=True)
 class Case:
     method: str
@@ -25,6 +31,8 @@ class Case:
     body: dict
     kind: str  # "page" (form + CSRF) or "api" (JSON + bearer token)
     expected: dict  # actor -> status
+    # The post's status: a draft is hidden from everyone but its author (404, not 403).
+    post_status: str = "published"
 
 
 PAGE_AUTHOR_ONLY = {"anonymous": 303, "other": 403, "author": 303}
@@ -99,15 +107,69 @@ CASES = [
         {"anonymous": 401, "other": 204, "author": 204},
     ),
     Case("DELETE", "/api/token", {}, "api", {"anonymous": 401, "other": 204, "author": 204}),
+    Case(
+        "POST",
+        "/posts/{post}/review-links",
+        {},
+        "page",
+        {"anonymous": 303, "other": 404, "author": 303},
+        "draft",
+    ),
+    Case(
+        "POST",
+        "/posts/{post}/review-links/{link}/revoke",
+        {},
+        "page",
+        {"anonymous": 303, "other": 404, "author": 303},
+        "draft",
+    ),
+    Case(
+        "POST",
+        "/posts/{post}/edit",
+        {"title": "Changed", "content": "Changed", "version": "1", "status": "published"},
+        "page",
+        {"anonymous": 303, "other": 404, "author": 303},
+        "draft",
+    ),
+    Case("POST", "/account/timezone", {"timezone": "Asia/Tokyo"}, "page", PAGE_SELF),
+    Case(
+        "POST",
+        "/api/posts/{post}/review-links",
+        {},
+        "api",
+        {"anonymous": 401, "other": 404, "author": 201},
+        "draft",
+    ),
+    Case(
+        "DELETE",
+        "/api/posts/{post}/review-links/{link}",
+        {},
+        "api",
+        {"anonymous": 401, "other": 404, "author": 204},
+        "draft",
+    ),
+    Case(
+        "PATCH",
+        "/api/posts/{post}",
+        {"status": "published"},
+        "api",
+        {"anonymous": 401, "other": 404, "author": 200},
+        "draft",
+    ),
 ]
 
 
 def snapshot(db) -> tuple:
     db.commit()  # end the read transaction: on SQLite it would keep showing an old snapshot
     db.expire_all()
-    users = db.execute(select(User.id, User.username, User.email).order_by(User.id)).all()
-    posts = db.execute(select(Post.id, Post.title, Post.content).order_by(Post.id)).all()
-    return tuple(users), tuple(posts)
+    users = db.execute(
+        select(User.id, User.username, User.email, User.timezone).order_by(User.id)
+    ).all()
+    posts = db.execute(
+        select(Post.id, Post.title, Post.content, Post.status).order_by(Post.id)
+    ).all()
+    links = db.scalars(select(ReviewLink.id).order_by(ReviewLink.id)).all()
+    return tuple(users), tuple(posts), tuple(links)
 
 
 @pytest.mark.parametrize("actor", ["anonymous", "other", "author"])
@@ -117,8 +179,18 @@ def test_authorization_matrix(
 ):
     author = make_user("author", password_hash=password_hash())
     other = make_user("other", password_hash=password_hash())
-    post = make_post(author, title="Original", content="Original")
-    path = case.path.format(post=post.id, author=author.id)
+    published_at = None if case.post_status == "draft" else post_time()
+    post = make_post(
+        author,
+        title="Original",
+        content="Original",
+        status=case.post_status,
+        published_at=published_at,
+    )
+    link_id = 0
+    if "{link}" in case.path:
+        link_id = create_review_link(db, post=post)[0].id
+    path = case.path.format(post=post.id, author=author.id, link=link_id)
     user = {"author": author, "other": other}.get(actor)
     before = snapshot(db)
 
@@ -135,10 +207,10 @@ def test_authorization_matrix(
     assert response.status_code == case.expected[actor], response.text
     if actor == "anonymous" and case.kind == "page":
         assert "/login" in response.headers["location"]
-    refused = response.status_code in {401, 403} or (actor == "anonymous")
+    refused = response.status_code in {401, 403, 404} or (actor == "anonymous")
     if refused:
         assert snapshot(db) == before
-    elif case.path.startswith("/posts/{post}") or case.path.startswith("/api/posts/{post}"):
+    elif case.path.startswith(("/posts/{post}", "/api/posts/{post}", "/account/")):
         assert snapshot(db) != before
 
 

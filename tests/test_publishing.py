@@ -441,3 +441,29 @@ def test_a_scheduled_post_goes_live_on_every_worker_at_once(empty_database_url, 
         assert shown(("/", "/feed.xml", "/sitemap.xml")) == [False] * 6
         clock.advance(seconds=1)
         assert shown(paths) == [True] * 8
+
+
+def test_the_account_page_sets_the_time_zone(client, make_account, db):
+    from tests.support.accounts import login
+
+    user = make_account("traveller")
+    login(client, "traveller")
+    token = form_token(client, "/account")
+    refused = client.post(
+        "/account/timezone", data={"timezone": "Mars/Olympus", "csrf_token": token}
+    )
+    assert refused.status_code == 422
+    assert "Choose a time zone from the list" in refused.text
+    saved = client.post("/account/timezone", data={"timezone": "Asia/Tokyo", "csrf_token": token})
+    assert "Your time zone has been saved." in saved.text
+    assert "<option selected>Asia/Tokyo</option>" in saved.text
+    db.expire_all()
+    assert db.get(type(user), user.id).timezone == "Asia/Tokyo"
+
+
+def test_the_api_sets_the_time_zone(client, make_user, api_headers):
+    headers = api_headers(make_user("zoned"))
+    changed = client.patch("/api/users/me", json={"timezone": "America/Chicago"}, headers=headers)
+    assert changed.status_code == 200 and changed.json()["timezone"] == "America/Chicago"
+    bad = client.patch("/api/users/me", json={"timezone": "Nowhere/At_All"}, headers=headers)
+    assert bad.status_code == 422
