@@ -41,10 +41,12 @@ def server_command(port: int, workers: int) -> list[str]:
 
 
 @contextmanager
-def running_server(database_url: str, media_dir: Path, workers: int = 1) -> Iterator[str]:
+def running_server(
+    database_url: str, media_dir: Path, workers: int = 1, **extra_env: str
+) -> Iterator[str]:
     """Serve the app on a free loopback port; yield its base URL; stop it on exit."""
     port = free_port()
-    env = server_env(database_url, media_dir)
+    env = server_env(database_url, media_dir, **extra_env)
     command = server_command(port, workers)
     log_path = media_dir.parent / f"server-{port}.log"
     media_dir.mkdir(parents=True, exist_ok=True)
