@@ -1,0 +1,10 @@
+"""JSON API under /api: one router for the audience, built from its two halves."""
+
+from fastapi import APIRouter
+
+from routers.api import accounts, posts
+from web.middleware import BodyLimitedRoute
+
+router = APIRouter(prefix="/api", tags=["api"], route_class=BodyLimitedRoute)
+router.include_router(accounts.router)
+router.include_router(posts.router)

@@ -1,0 +1,271 @@
+"""The JSON API for accounts: tokens, registration, your account, users and their posts."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, HTTPException, Request, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from database import SessionDep
+from models import User
+from routers.api.common import (
+    AUTH,
+    BODY,
+    CONFLICT,
+    INVALID,
+    LIST_HEADERS,
+    NOT_FOUND,
+    REGISTRATIONS_THROTTLED,
+    SELF_WITH_PASSWORD,
+    THROTTLED,
+    TOO_LARGE,
+    TOO_MANY_REGISTRATIONS,
+    WRONG_PASSWORD,
+    UserId,
+    paginate,
+    throttled,
+)
+from schemas import (
+    PasswordChange,
+    PasswordConfirmation,
+    PostPublic,
+    Token,
+    UserCreate,
+    UserPrivate,
+    UserPublic,
+    UserUpdate,
+)
+from services import accounts, media, posts, sessions, users
+from web.deps import ApiToken, ApiUser, PageNumber, PerPage, SettingsDep
+from web.middleware import UPLOAD_BODY_LIMIT, BodyLimitedRoute, body_limit
+from web.privacy import Public
+from web.security import client_ip
+
+router = APIRouter(route_class=BodyLimitedRoute)
+
+
+# ---------------------------------------------------------------- tokens
+
+
+@router.post("/token", response_model=Token, responses=AUTH | THROTTLED | BODY)
+def issue_token(
+    request: Request, db: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+) -> Any:
+    """Exchange a username and password for a bearer token (OAuth2 password flow). The
+    username may be written in any case."""
+    try:
+        with throttled():
+            logged_in = accounts.log_in(
+                db,
+                username=form.username,
+                password=form.password,
+                client_ip=client_ip(request),
+                kind="api",
+            )
+    except accounts.InvalidLoginError as exc:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, accounts.INVALID_LOGIN, {"WWW-Authenticate": "Bearer"}
+        ) from exc
+    return Token(access_token=logged_in.token)
+
+
+@router.delete("/token", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH)
+def revoke_token(db: SessionDep, user: ApiUser, token: ApiToken) -> None:
+    """Revoke the token used for this request."""
+    if token:
+        sessions.end_session(db, token=token)
+
+
+# ---------------------------------------------------------------- users
+
+
+@router.post(
+    "/users",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserPublic,
+    responses=CONFLICT | BODY | REGISTRATIONS_THROTTLED,
+)
+def create_user(data: UserCreate, request: Request, db: SessionDep) -> Any:
+    """Create an account. Usernames are unique whatever their case. A name or email address
+    that belongs to another account gets 409, the same answer for either; each address may
+    register a limited number of times an hour (429 past that)."""
+    with throttled(TOO_MANY_REGISTRATIONS):
+        return users.create_user(db, data=data, client_ip=client_ip(request))
+
+
+@router.get("/users/me", response_model=UserPrivate, responses=AUTH)
+def read_me(user: ApiUser) -> Any:
+    """The authenticated user, email included."""
+    return user
+
+
+USER_UPDATE_RESPONSES = AUTH | WRONG_PASSWORD | CONFLICT | BODY | THROTTLED
+
+
+@router.patch("/users/me", response_model=UserPrivate, responses=USER_UPDATE_RESPONSES)
+def update_me(data: UserUpdate, request: Request, db: SessionDep, user: ApiUser) -> Any:
+    """Change the authenticated user's username or email. A new email address needs
+    `current_password` in the body (403 without the right one; checks are throttled like
+    logins, 429)."""
+    with throttled():
+        return users.update_user(db, user=user, data=data, client_ip=client_ip(request))
+
+
+@router.put(
+    "/users/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=AUTH | WRONG_PASSWORD | BODY | THROTTLED,
+)
+def change_my_password(
+    data: PasswordChange, request: Request, db: SessionDep, user: ApiUser, token: ApiToken
+) -> None:
+    """Change the password; every other session and token is revoked. A wrong
+    `current_password` gets 403, and the checks are throttled like logins (429)."""
+    with throttled():
+        accounts.confirm_password(
+            db, user=user, password=data.current_password, client_ip=client_ip(request)
+        )
+    accounts.set_password(db, user=user, password=data.new_password, keep_token=token)
+
+
+@router.put("/users/me/picture", response_model=UserPrivate, responses=AUTH | BODY | TOO_LARGE)
+@body_limit(UPLOAD_BODY_LIMIT)
+def upload_my_picture(
+    picture: Annotated[bytes, File(description="JPEG, PNG, WebP or GIF")],
+    db: SessionDep,
+    settings: SettingsDep,
+    user: ApiUser,
+) -> Any:
+    """Replace the profile picture (cropped to a square and resized)."""
+    try:
+        jpeg = media.make_avatar(picture)
+    except media.PictureError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return users.set_profile_picture(db, user=user, jpeg=jpeg, avatar_dir=settings.avatar_dir)
+
+
+DELETE_USER_RESPONSES = AUTH | WRONG_PASSWORD | BODY | THROTTLED
+
+
+def _delete(
+    request: Request, db: SessionDep, settings: SettingsDep, user: User, password: str
+) -> None:
+    with throttled():
+        users.delete_user(
+            db,
+            user=user,
+            password=password,
+            client_ip=client_ip(request),
+            avatar_dir=settings.avatar_dir,
+        )
+
+
+@router.delete("/users/me", status_code=status.HTTP_204_NO_CONTENT, responses=DELETE_USER_RESPONSES)
+def delete_me(
+    data: PasswordConfirmation,
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    user: ApiUser,
+) -> None:
+    """Delete the authenticated user, their posts and their picture. The body carries the
+    account's password, `{"password": "…"}` (403 if wrong; throttled like logins, 429)."""
+    _delete(request, db, settings, user, data.password)
+
+
+@router.get(
+    "/users/me/posts",
+    response_model=list[PostPublic],
+    responses=AUTH | INVALID | {200: {"headers": LIST_HEADERS}},
+)
+def list_my_posts(
+    request: Request,
+    response: Response,
+    db: SessionDep,
+    settings: SettingsDep,
+    user: ApiUser,
+    page: PageNumber = 1,
+    per_page: PerPage = None,
+) -> Any:
+    """Your own posts in every status: drafts and scheduled posts first, then newest first."""
+    listing = posts.list_posts(
+        db,
+        page=page,
+        per_page=per_page or settings.page_size,
+        author_id=user.id,
+        include_unpublished=True,
+    )
+    return paginate(request, response, listing)
+
+
+@router.get(
+    "/users/{user_id}",
+    response_model=UserPublic,
+    responses=NOT_FOUND | INVALID,
+    dependencies=[Public],
+)
+def read_user(user_id: UserId, db: SessionDep) -> Any:
+    """Read a user's public profile."""
+    return users.get_existing_user(db, user_id=user_id)
+
+
+def _only_self(user_id: int, db: SessionDep, user: User) -> User:
+    target = users.get_existing_user(db, user_id=user_id)
+    if target.id != user.id:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "You may only change your own account")
+    return target
+
+
+@router.patch(
+    "/users/{user_id}",
+    response_model=UserPrivate,
+    responses=USER_UPDATE_RESPONSES | SELF_WITH_PASSWORD | NOT_FOUND,
+)
+def update_user(
+    user_id: UserId, data: UserUpdate, request: Request, db: SessionDep, user: ApiUser
+) -> Any:
+    """Change a user's username or email (only your own; a new email address needs
+    `current_password`, as for /users/me)."""
+    target = _only_self(user_id, db, user)
+    with throttled():
+        return users.update_user(db, user=target, data=data, client_ip=client_ip(request))
+
+
+@router.delete(
+    "/users/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=DELETE_USER_RESPONSES | SELF_WITH_PASSWORD | NOT_FOUND,
+)
+def delete_user(
+    user_id: UserId,
+    data: PasswordConfirmation,
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    user: ApiUser,
+) -> None:
+    """Delete a user and all their posts (only yourself; the body carries your password,
+    `{"password": "…"}`, as for /users/me)."""
+    _delete(request, db, settings, _only_self(user_id, db, user), data.password)
+
+
+@router.get(
+    "/users/{user_id}/posts",
+    dependencies=[Public],
+    response_model=list[PostPublic],
+    responses=NOT_FOUND | INVALID | {200: {"headers": LIST_HEADERS}},
+)
+def list_user_posts(
+    user_id: UserId,
+    request: Request,
+    response: Response,
+    db: SessionDep,
+    settings: SettingsDep,
+    page: PageNumber = 1,
+    per_page: PerPage = None,
+) -> Any:
+    """List one user's posts, newest first."""
+    author = users.get_existing_user(db, user_id=user_id)
+    listing = posts.list_posts(
+        db, page=page, per_page=per_page or settings.page_size, author_id=author.id
+    )
+    return paginate(request, response, listing)

@@ -1,0 +1,99 @@
+"""What the JSON API's routes share: documented error answers, path parameters, the Link
+header of lists, and posts as the API shows them."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+from fastapi import (
+    HTTPException,
+    Path,
+    Request,
+    Response,
+    status,
+)
+
+from models import Post
+from schemas import (
+    MAX_ID,
+    PostPublic,
+)
+from services import posts, users
+from services.errors import ThrottledError
+from web.urls import post_url
+
+UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
+PostId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+def error_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"example": {"detail": description}}},
+    }
+
+
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {404: error_response("Not found")}
+CONFLICT: Responses = {409: error_response(users.UNUSABLE)}
+AUTH: Responses = {401: error_response("Not authenticated")}
+FORBIDDEN: Responses = {403: error_response("Not allowed for this user")}
+WRONG_PASSWORD: Responses = {403: error_response("The current password is missing or incorrect")}
+# Routes under /users/{user_id} that need the password refuse for either reason.
+SELF_WITH_PASSWORD: Responses = {
+    403: error_response("Not your own account, or the current password is missing or incorrect")
+}
+INVALID: Responses = {422: error_response("Invalid input")}
+# Routes that read a body also answer 400 when it cannot be parsed at all.
+BODY: Responses = {**INVALID, 400: error_response("Malformed request body")}
+TOO_LARGE: Responses = {413: error_response("Request body too large")}
+TOO_MANY_FAILURES = "Too many failed attempts; try again later"
+TOO_MANY_REGISTRATIONS = "Too many registrations from this address; try again later"
+
+
+def too_many(description: str) -> Responses:
+    retry_after = {"description": "Seconds to wait", "schema": {"type": "integer"}}
+    return {429: {**error_response(description), "headers": {"Retry-After": retry_after}}}
+
+
+THROTTLED = too_many(TOO_MANY_FAILURES)
+REGISTRATIONS_THROTTLED = too_many(TOO_MANY_REGISTRATIONS)
+
+
+@contextmanager
+def throttled(detail: str = TOO_MANY_FAILURES) -> Iterator[None]:
+    """Answer a ThrottledError with 429 and the wait in Retry-After."""
+    try:
+        yield
+    except ThrottledError as exc:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail,
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from exc
+
+
+LIST_HEADERS = {
+    "Link": {"description": 'RFC 8288 links to the `rel="prev"` and `rel="next"` pages'}
+}
+
+
+def public_post(request: Request, post: Post) -> PostPublic:
+    """A post as the API shows it, with its absolute canonical address."""
+    public = PostPublic.model_validate(post)
+    public.url = post_url(request, post)
+    return public
+
+
+def paginate(
+    request: Request, response: Response, page: posts.PostPage | posts.SearchResults
+) -> list[PostPublic]:
+    """Advertise neighbouring pages in a Link header; the body stays a plain array."""
+    links = []
+    if page.has_previous:
+        links.append(f'<{request.url.include_query_params(page=page.number - 1)}>; rel="prev"')
+    if page.has_next:
+        links.append(f'<{request.url.include_query_params(page=page.number + 1)}>; rel="next"')
+    if links:
+        response.headers["Link"] = ", ".join(links)
+    return [public_post(request, post) for post in page.posts]
