@@ -467,3 +467,39 @@ def test_the_api_sets_the_time_zone(client, make_user, api_headers):
     assert changed.status_code == 200 and changed.json()["timezone"] == "America/Chicago"
     bad = client.patch("/api/users/me", json={"timezone": "Nowhere/At_All"}, headers=headers)
     assert bad.status_code == 422
+
+
+# ---------------------------------------------------------------- hostile tags and slugs
+
+
+def test_hostile_tag_names_run_nowhere(client, make_user, api_headers):
+    """Every XSS payload as a tag name: the post, the tag's page, /tags, the home page and the
+    tag feed show it as text, with nothing executable."""
+    from xml.etree import ElementTree
+
+    from tests.support.xss_tools import PAYLOADS, inspect_html
+
+    headers = api_headers(make_user("hostile"))
+    posts = []
+    for start in range(0, len(PAYLOADS), 10):
+        names = [payload[:40] for payload in PAYLOADS[start : start + 10]]
+        created = client.post(
+            "/api/posts",
+            json={"title": "Tagged", "content": "Body.", "tags": names},
+            headers=headers,
+        )
+        if created.status_code == 201:
+            posts.append(created.json())
+    assert len(posts) >= len(PAYLOADS) // 10
+    pages = ["/", "/tags", *(f"/posts/{post['id']}" for post in posts)]
+    tag_slugs = {tag["slug"] for tag in client.get("/api/tags").json()}
+    pages += [f"/tags/{slug}" for slug in sorted(tag_slugs)[:40]]
+    problems = []
+    for path in pages:
+        response = client.get(path)
+        assert response.status_code == 200, path
+        _, found = inspect_html(response.text)
+        problems += [(path, problem.message) for problem in found if problem.executable]
+    for slug in sorted(tag_slugs)[:20]:
+        ElementTree.fromstring(client.get(f"/tags/{slug}/feed.xml").content)  # well-formed
+    assert problems == []
