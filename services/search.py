@@ -13,6 +13,9 @@ from markupsafe import Markup, escape
 from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
+from config import utcnow
+from models import UTCDateTime
+
 MAX_TERMS = 12
 MAX_TERM_LENGTH = 64
 WORD = re.compile(r"\w+", re.UNICODE)
@@ -76,6 +79,9 @@ _POSTGRES_BOUNDARY = """
     ORDER BY id DESC LIMIT 1 OFFSET :candidates
 """
 
+# Only posts readers may see: their moment has come (drafts have none).
+_LIVE = "published_at <= :now"
+
 # Ordering by FTS5's own `rank` column (bm25, title weighted ten times the body) lets the
 # index return matches in rank order, with no separate sort step.
 _SQLITE = text(
@@ -88,10 +94,11 @@ _SQLITE = text(
     FROM posts_fts
     WHERE posts_fts MATCH :match AND rank MATCH 'bm25(10.0, 1.0)'
       AND rowid > coalesce((SELECT below FROM boundary), 0)
+      AND EXISTS (SELECT 1 FROM posts WHERE posts.id = posts_fts.rowid AND {_LIVE})
     ORDER BY rank
     LIMIT :limit OFFSET :offset
     """
-)
+).bindparams(bindparam("now", type_=UTCDateTime()))
 
 _POSTGRES = text(
     f"""
@@ -105,10 +112,11 @@ _POSTGRES = text(
            (SELECT below FROM boundary) IS NOT NULL AS narrowed
     FROM posts AS p, to_tsquery('english', :match) AS q(query)
     WHERE p.search_vector @@ q.query AND p.id > coalesce((SELECT below FROM boundary), 0)
+      AND p.{_LIVE}
     ORDER BY ts_rank_cd(p.search_vector, q.query) DESC, p.id DESC
     LIMIT :limit OFFSET :offset
     """
-).bindparams(bindparam("match"))
+).bindparams(bindparam("match"), bindparam("now", type_=UTCDateTime()))
 
 # Whether more posts match than are ranked, for a page past the last ranked match (it has
 # no rows to carry the answer).
@@ -144,6 +152,7 @@ def find(db: Session, *, query: str, limit: int, offset: int) -> Found:
         "limit": limit,
         "offset": offset,
         "candidates": CANDIDATES,
+        "now": utcnow(),
     }
     rows = db.execute(statement, parameters).all()
     hits = [SearchHit(row.post_id, highlight(row.title), highlight(row.snippet)) for row in rows]

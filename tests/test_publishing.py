@@ -503,3 +503,14 @@ def test_hostile_tag_names_run_nowhere(client, make_user, api_headers):
     for slug in sorted(tag_slugs)[:20]:
         ElementTree.fromstring(client.get(f"/tags/{slug}/feed.xml").content)  # well-formed
     assert problems == []
+
+
+def test_search_pages_are_full_though_drafts_match(client, make_user, api_headers):
+    """Drafts are left out by the search itself, so a page of results is a full page."""
+    headers = api_headers(make_user("searcher"))
+    for n in range(3):
+        api_post(client, headers, title=f"Zeppelin draft {n}", status="draft")
+    for n in range(3):
+        api_post(client, headers, title=f"Zeppelin live {n}")
+    found = client.get("/api/posts?q=zeppelin&per_page=3").json()
+    assert sorted(post["title"] for post in found) == [f"Zeppelin live {n}" for n in range(3)]
