@@ -1,6 +1,7 @@
 """Dependencies the routers share: settings, the current user (browser session or bearer
 token) and pagination parameters."""
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query, Request, status
@@ -30,6 +31,23 @@ PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page n
 PerPage = Annotated[
     int | None, Query(ge=1, le=MAX_PER_PAGE, description="Items per page (default 10)")
 ]
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """The page of a list an API client asked for, and its size."""
+
+    number: int
+    size: int
+
+
+def page_request(
+    settings: SettingsDep, page: PageNumber = 1, per_page: PerPage = None
+) -> PageRequest:
+    return PageRequest(page, per_page or settings.page_size)
+
+
+Paging = Annotated[PageRequest, Depends(page_request)]
 
 
 # ---------------------------------------------------------------- the current user

@@ -35,7 +35,7 @@ from schemas import (
     UserUpdate,
 )
 from services import accounts, media, posts, sessions, users
-from web.deps import ApiToken, ApiUser, PageNumber, PerPage, SettingsDep
+from web.deps import ApiToken, ApiUser, Paging, SettingsDep
 from web.middleware import UPLOAD_BODY_LIMIT, BodyLimitedRoute, body_limit
 from web.privacy import Public
 from web.security import client_ip
@@ -178,19 +178,13 @@ def delete_me(
     responses=AUTH | INVALID | {200: {"headers": LIST_HEADERS}},
 )
 def list_my_posts(
-    request: Request,
-    response: Response,
-    db: SessionDep,
-    settings: SettingsDep,
-    user: ApiUser,
-    page: PageNumber = 1,
-    per_page: PerPage = None,
+    request: Request, response: Response, db: SessionDep, user: ApiUser, paging: Paging
 ) -> Any:
     """Your own posts in every status: drafts and scheduled posts first, then newest first."""
     listing = posts.list_posts(
         db,
-        page=page,
-        per_page=per_page or settings.page_size,
+        page=paging.number,
+        per_page=paging.size,
         author_id=user.id,
         include_unpublished=True,
     )
@@ -255,17 +249,9 @@ def delete_user(
     responses=NOT_FOUND | INVALID | {200: {"headers": LIST_HEADERS}},
 )
 def list_user_posts(
-    user_id: UserId,
-    request: Request,
-    response: Response,
-    db: SessionDep,
-    settings: SettingsDep,
-    page: PageNumber = 1,
-    per_page: PerPage = None,
+    user_id: UserId, request: Request, response: Response, db: SessionDep, paging: Paging
 ) -> Any:
     """List one user's posts, newest first."""
     author = users.get_existing_user(db, user_id=user_id)
-    listing = posts.list_posts(
-        db, page=page, per_page=per_page or settings.page_size, author_id=author.id
-    )
+    listing = posts.list_posts(db, page=paging.number, per_page=paging.size, author_id=author.id)
     return paginate(request, response, listing)

@@ -23,7 +23,7 @@ from routers.api.common import (
 from schemas import PostCreate, PostPublic, PostReplace, PostUpdate, ReviewLinkPublic, TagPublic
 from services import posts, search, tags
 from web.compression import identity_tag
-from web.deps import ApiUser, MaybeApiUser, PageNumber, PerPage, SettingsDep
+from web.deps import ApiUser, MaybeApiUser, Paging
 from web.middleware import BodyLimitedRoute
 from web.privacy import Public
 from web.urls import url_for
@@ -44,9 +44,7 @@ def list_posts(
     request: Request,
     response: Response,
     db: SessionDep,
-    settings: SettingsDep,
-    page: PageNumber = 1,
-    per_page: PerPage = None,
+    paging: Paging,
     q: Annotated[
         str | None,
         Query(
@@ -61,7 +59,7 @@ def list_posts(
     ] = None,
 ) -> Any:
     """List published posts, newest first; search them with `q`, or filter by `tag`."""
-    size = per_page or settings.page_size
+    page, size = paging.number, paging.size
     if q is not None:
         return paginate(
             request, response, posts.search_posts(db, query=q, page=page, per_page=size)
