@@ -178,8 +178,8 @@ def test_search_stays_in_step_after_stepping_down_and_up(engine, empty_database_
         )
         connection.execute(
             text(
-                "INSERT INTO posts (title, content, user_id, date_posted, updated_at)"
-                " VALUES ('zebra crossing', 'body', 1, :t, :t)"
+                "INSERT INTO posts (title, content, user_id, date_posted, updated_at, published_at)"
+                " VALUES ('zebra crossing', 'body', 1, :t, :t, :t)"
             ),
             {"t": NOW},
         )
