@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from database import SessionDep
-from services import posts, search, tags, users
+from services import posts, reviews, search, tags, users
 from services.errors import NotFoundError
 from web.deps import CurrentUser, PageNumber, RequiredUser, SettingsDep, get_current_user
 from web.middleware import BodyLimitedRoute
@@ -63,10 +63,10 @@ def review(request: Request, token: str, db: SessionDep) -> Response:
     # Never stored for others: the link can be revoked at any moment.
     mark_personal(request)
     try:
-        post = posts.post_for_review(db, token=token)
+        post = reviews.post_for_review(db, token=token)
     except NotFoundError:
         context = {"status_code": 404, "phrase": "Review link not found", "request_id": None}
-        context["message"] = posts.REVIEW_LINK_NOT_FOUND
+        context["message"] = reviews.REVIEW_LINK_NOT_FOUND
         return render(request, "errors/error.html", context, status.HTTP_404_NOT_FOUND)
     response = render(request, "posts/detail.html", {"post": post, "preview": True})
     response.headers["X-Robots-Tag"] = "noindex"

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from database import SessionDep
 from models import Post, User
 from schemas import MAX_ID, PostReplace
-from services import posts
+from services import posts, reviews
 from services.errors import EditConflictError, InvalidFieldError
 from web.deps import RequiredUser, get_current_user
 from web.forms import (
@@ -106,7 +106,7 @@ def _post_form(
         "post_id": post.id if post else None,
         "post": post,
         "preview": None,
-        "review_links": posts.live_review_links(db, post=post) if db and post else [],
+        "review_links": reviews.live_review_links(db, post=post) if db and post else [],
     }
     if preview is not None:
         # The same renderer and fields the post page uses, so the preview is exactly it.
@@ -231,7 +231,7 @@ def _conflict_form(
         "post": current,
         "preview": None,
         "current": current,
-        "review_links": posts.live_review_links(db, post=current),
+        "review_links": reviews.live_review_links(db, post=current),
     }
     return render(request, "posts/form.html", context, status.HTTP_409_CONFLICT)
 
@@ -246,8 +246,8 @@ def create_review_link(
     post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
     edit_url = url_for(request, "post_edit", post_id=post.id)
     try:
-        _, token = posts.create_review_link(db, post=post)
-    except posts.AlreadyPublicError as exc:
+        _, token = reviews.create_review_link(db, post=post)
+    except reviews.AlreadyPublicError as exc:
         return redirect(request, edit_url, str(exc), "error")
     link = url_for(request, "review", token=token)
     message = f"Review link (shown once; copy it now): {link}"
@@ -264,7 +264,7 @@ def revoke_review_link(
 ) -> Response:
     """Revoke a review link: from now on it shows nothing."""
     post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
-    posts.revoke_review_link(db, post=post, link_id=link_id)
+    reviews.revoke_review_link(db, post=post, link_id=link_id)
     edit_url = url_for(request, "post_edit", post_id=post.id)
     return redirect(request, edit_url, "The review link has been revoked.")
 

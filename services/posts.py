@@ -6,15 +6,15 @@ scheduled post goes live at its moment with nothing to run.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, delete, func, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, func, select, tuple_, update
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from config import utcnow
-from models import Post, ReviewLink, User
+from models import Post, User
 from schemas import MAX_ID, PostCreate, PostReplace, PostUpdate
 from services import markdown, search, tags
 from services.errors import (
@@ -24,7 +24,6 @@ from services.errors import (
     NotFoundError,
 )
 from services.text import slugify
-from services.tokens import digest, new_token
 
 POST_NOT_FOUND = "Post not found"
 NOT_THE_AUTHOR = "You are not the author of this post"
@@ -231,10 +230,6 @@ def rendered_fields(content: str) -> dict[str, object]:
     }
 
 
-class AlreadyPublicError(ConflictError):
-    """A review link was asked for a post everyone can already read."""
-
-
 class NoPublicationTimeError(ConflictError):
     """Scheduled, but neither the request nor the post gives a time to go live."""
 
@@ -320,57 +315,6 @@ def update_post(
     except StaleDataError as exc:  # another request saved between our read and our write
         db.rollback()
         raise EditConflictError from exc
-    return post
-
-
-# ---------------------------------------------------------------- review links
-
-REVIEW_LINK_TTL = timedelta(days=7)
-REVIEW_LINK_NOT_FOUND = "This review link has expired or was revoked"
-
-
-def create_review_link(
-    db: Session, *, post: Post, ttl: timedelta = REVIEW_LINK_TTL
-) -> tuple[ReviewLink, str]:
-    """A new link showing `post` to whoever holds the returned token, until it expires."""
-    if post.is_live():
-        raise AlreadyPublicError("The post is already public: share its address instead")
-    token = new_token()
-    link = ReviewLink(post=post, token_hash=digest(token), expires_at=utcnow() + ttl)
-    db.add(link)
-    db.commit()
-    return link, token
-
-
-def live_review_links(db: Session, *, post: Post) -> list[ReviewLink]:
-    return list(
-        db.scalars(
-            select(ReviewLink)
-            .where(ReviewLink.post_id == post.id, ReviewLink.expires_at > utcnow())
-            .order_by(ReviewLink.created_at.desc(), ReviewLink.id.desc())
-        )
-    )
-
-
-def revoke_review_link(db: Session, *, post: Post, link_id: int) -> None:
-    deleted = db.execute(
-        delete(ReviewLink).where(ReviewLink.id == link_id, ReviewLink.post_id == post.id)
-    )
-    db.commit()
-    if not deleted.rowcount:
-        raise NotFoundError(REVIEW_LINK_NOT_FOUND)
-
-
-def post_for_review(db: Session, *, token: str) -> Post:
-    """The post a live review link shows, with its author; NotFoundError otherwise."""
-    post = db.scalar(
-        select(Post)
-        .join(ReviewLink, ReviewLink.post_id == Post.id)
-        .options(joinedload(Post.author))
-        .where(ReviewLink.token_hash == digest(token), ReviewLink.expires_at > utcnow())
-    )
-    if post is None:
-        raise NotFoundError(REVIEW_LINK_NOT_FOUND)
     return post
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from config import utcnow
 from models import Post, ReviewLink, User
 from services.passwords import hash_password
-from services.posts import create_review_link
+from services.reviews import create_review_link
 from tests.support.accounts import PASSWORD, form_token
 
 

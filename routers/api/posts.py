@@ -21,7 +21,7 @@ from routers.api.common import (
     public_post,
 )
 from schemas import PostCreate, PostPublic, PostReplace, PostUpdate, ReviewLinkPublic, TagPublic
-from services import posts, search, tags
+from services import posts, reviews, search, tags
 from web.compression import identity_tag
 from web.deps import ApiUser, MaybeApiUser, Paging
 from web.middleware import BodyLimitedRoute
@@ -196,7 +196,7 @@ def create_review_link(request: Request, post_id: PostId, db: SessionDep, user: 
     """A link that shows this unpublished post to whoever holds it, for 7 days (its author
     only). The URL is shown once: only a hash of its token is kept."""
     post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
-    link, token = posts.create_review_link(db, post=post)
+    link, token = reviews.create_review_link(db, post=post)
     url = str(url_for(request, "review", token=token))
     return ReviewLinkPublic(id=link.id, url=url, expires_at=link.expires_at)
 
@@ -209,7 +209,7 @@ def create_review_link(request: Request, post_id: PostId, db: SessionDep, user: 
 def revoke_review_link(post_id: PostId, link_id: PostId, db: SessionDep, user: ApiUser) -> None:
     """Revoke a review link (its post's author only)."""
     post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
-    posts.revoke_review_link(db, post=post, link_id=link_id)
+    reviews.revoke_review_link(db, post=post, link_id=link_id)
 
 
 @router.delete("/posts/{post_id}", status_code=status.HTTP_204_NO_CONTENT, responses=AUTHOR_ONLY)
