@@ -161,6 +161,24 @@ def serve(
         int, typer.Option(envvar="WEB_CONCURRENCY", min=1, help="Worker processes.")
     ] = 1,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
+    graceful_timeout: Annotated[
+        int,
+        typer.Option(
+            "--drain",
+            envvar="GRACEFUL_TIMEOUT",
+            min=1,
+            help="Seconds a stopping worker lets requests in flight finish.",
+        ),
+    ] = 20,
+    keep_alive_timeout: Annotated[
+        int,
+        typer.Option(
+            "--keep-alive",
+            envvar="KEEP_ALIVE_TIMEOUT",
+            min=1,
+            help="Seconds an idle connection stays open (keep above a balancer's own).",
+        ),
+    ] = 5,
 ) -> None:
     """Serve the blog with uvicorn (uvloop and httptools where installed)."""
     import uvicorn
@@ -177,6 +195,8 @@ def serve(
         port=port,
         workers=workers,
         access_log=access_log,
+        timeout_graceful_shutdown=graceful_timeout,
+        timeout_keep_alive=keep_alive_timeout,
         loop=installed("uvloop", "asyncio"),
         http=installed("httptools", "h11"),
         app_dir=str(ROOT),

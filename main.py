@@ -12,7 +12,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from config import Settings, file_clock, get_settings, startup_problem, use_clock
 from database import Database
-from routers import account, api, feeds, pages, writing
+from routers import account, api, feeds, health, pages, writing
 from services.posts import rerender_stale_posts
 from services.users import remove_orphaned_avatars
 from web.compression import CompressionMiddleware, HeadMiddleware
@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings.avatar_dir.mkdir(parents=True, exist_ok=True)
     app.mount("/static", FingerprintedStaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/media", StaticFiles(directory=settings.media_dir), name="media")
+    app.include_router(health.router)
     app.include_router(api.router)
     # Before the pages: /posts/{id}/edit must not be read as a post whose slug is "edit"
     # (services.posts reserves such slugs).

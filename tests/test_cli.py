@@ -15,7 +15,15 @@ from config import Settings, get_settings
 from tests.support.commands import run_inkwell
 
 COMMANDS = {
-    "serve": ["--host", "--port", "--workers", "--access-log", "--no-access-log"],
+    "serve": [
+        "--host",
+        "--port",
+        "--workers",
+        "--access-log",
+        "--no-access-log",
+        "--drain",
+        "--keep-alive",
+    ],
     "migrate": ["--database-url"],
     "seed": ["--users", "--posts", "--database-url", "--seed"],
     "backup": ["--output", "--database-url"],
@@ -140,14 +148,16 @@ def test_an_unexpected_error_is_one_line_unless_debugging(settings_env, monkeypa
 
 
 def test_serve_runs_uvicorn_as_the_benchmark_does(settings_env, monkeypatch):
-    for name in ("HOST", "PORT", "WEB_CONCURRENCY"):
+    for name in ("HOST", "PORT", "WEB_CONCURRENCY", "GRACEFUL_TIMEOUT", "KEEP_ALIVE_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
     calls = []
     monkeypatch.setattr("uvicorn.run", lambda app, **options: calls.append((app, options)))
     runner = CliRunner()
     result = runner.invoke(cli.app, ["serve"], env={"HOST": "0.0.0.0", "PORT": "9000"})
     assert result.exit_code == 0, result.output
-    result = runner.invoke(cli.app, ["serve", "--workers", "3", "--no-access-log"])
+    result = runner.invoke(
+        cli.app, ["serve", "--workers", "3", "--no-access-log"], env={"GRACEFUL_TIMEOUT": "7"}
+    )
     assert result.exit_code == 0, result.output
     (app, default), (_, tuned) = calls
     assert app == "main:app"
@@ -159,3 +169,5 @@ def test_serve_runs_uvicorn_as_the_benchmark_does(settings_env, monkeypatch):
     assert (tuned["host"], tuned["port"]) == ("127.0.0.1", 8000)
     assert tuned["workers"] == 3
     assert tuned["access_log"] is False
+    assert (default["timeout_graceful_shutdown"], tuned["timeout_graceful_shutdown"]) == (20, 7)
+    assert default["timeout_keep_alive"] == tuned["timeout_keep_alive"] == 5
