@@ -19,7 +19,7 @@ TEST_WORKERS ?= 2
 # axe-core for the browser accessibility test, pinned in tests/e2e/package-lock.json.
 AXE := tests/e2e/node_modules/axe-core/axe.min.js
 
-.PHONY: install migrate run test lint demo backup check lock system-deps clean
+.PHONY: install migrate run test lint demo backup check lock system-deps clean cluster cluster-down
 
 install: $(STAMP)
 
@@ -63,12 +63,16 @@ check: install
 	$(BIN)/inkwell check
 
 # The suite needs PostgreSQL 15 server binaries, Debian's Chromium, npm (axe-core, the Nu checker,
-# Lighthouse) and Java (the Nu checker runs on it);
+# Lighthouse), Java (the Nu checker runs on it), and nginx, openssl and iproute2 (the cluster);
 # install them when missing.
 system-deps:
-	@if [ ! -x $(PG_BIN)/initdb ] || [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/npm ] || ! command -v java >/dev/null; then \
+	@if [ ! -x $(PG_BIN)/initdb ] || [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/npm ] || ! command -v java >/dev/null \
+	    || [ ! -x /usr/sbin/nginx ] || ! command -v openssl >/dev/null || ! command -v ip >/dev/null; then \
 	  extra=; [ -x /usr/bin/npm ] || extra="nodejs npm"; \
 	  command -v java >/dev/null || extra="$$extra default-jre-headless"; \
+	  [ -x /usr/sbin/nginx ] || extra="$$extra nginx"; \
+	  command -v openssl >/dev/null || extra="$$extra openssl"; \
+	  command -v ip >/dev/null || extra="$$extra iproute2"; \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 chromium $$extra >/dev/null; \
 	  else \
@@ -88,6 +92,14 @@ test: install system-deps $(AXE)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# PostgreSQL, two app hosts and nginx, each in a network namespace of its own (needs root);
+# the balancer's URL is the last line printed. deploy/cluster.py tells more.
+cluster: install system-deps
+	$(BIN)/python deploy/cluster.py up
+
+cluster-down:
+	$(PYTHON) deploy/cluster.py down
 
 # Throughput and latency of every route against a bare-ASGI floor (bench/README.md); writes
 # bench/results/<date>.md. Datasets are cached in bench/data/. SIZES="1k 100k 1m" adds the
