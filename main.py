@@ -13,6 +13,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from config import Settings, file_clock, get_settings, startup_problem, use_clock
 from database import Database
 from routers import account, api, feeds, health, pages, writing
+from services.maintenance import maintenance_turn
 from services.posts import rerender_stale_posts
 from services.users import remove_orphaned_avatars
 from web.compression import CompressionMiddleware, HeadMiddleware
@@ -51,10 +52,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     if not return_large_allocations_to_os():
         logger.info("mallopt is not available: large freed blocks may stay resident")
-    with app.state.database.session(write=True) as db:
-        # Posts written before the current Markdown renderer get their HTML brought up to date.
-        rerender_stale_posts(db)
-        # Files a crash stranded between writing a picture and committing it.
+    database: Database = app.state.database
+    with maintenance_turn(database.engine) as mine, database.session(write=True) as db:
+        # Posts written before the current Markdown renderer get their HTML brought up to
+        # date, by one process of the whole site.
+        if mine:
+            rerender_stale_posts(db)
+        # Files a crash stranded between writing a picture and committing it: each host
+        # looks after its own media directory.
         removed = remove_orphaned_avatars(
             db, avatar_dir=settings.avatar_dir, grace_seconds=settings.upload_orphan_grace_seconds
         )

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from config import utcnow
+from database import reading
 from models import Post, User
 from schemas import MAX_ID, PostCreate, PostReplace, PostUpdate
 from services import markdown, search, tags
@@ -327,21 +328,28 @@ def rerender_stale_posts(db: Session, *, batch_size: int = 500) -> int:
     """Render posts stored by an older renderer (or none); returns how many were updated.
 
     Versions only grow, so `<` finds them through the index; a post from a newer renderer
-    (a rolled-back deploy) is left as it is rather than rendered by an older one.
+    (a rolled-back deploy) is left as it is rather than rendered by an older one. Each batch
+    is read and rendered outside any write transaction (rendering is the slow part), then
+    written in one short one, where the post's content is still what was rendered.
     """
     done = 0
     stale = Post.render_version < markdown.RENDERER_VERSION
-    while rows := db.execute(select(Post.id, Post.content).where(stale).limit(batch_size)).all():
-        for post_id, content in rows:
+    while True:
+        reading(db)
+        rows = db.execute(select(Post.id, Post.content).where(stale).limit(batch_size)).all()
+        db.commit()
+        if not rows:
+            return done
+        rendered = [(post_id, content, rendered_fields(content)) for post_id, content in rows]
+        for post_id, content, fields in rendered:
             # updated_at is named so that re-rendering does not count as an edit.
             db.execute(
                 update(Post)
-                .where(Post.id == post_id)
-                .values(**rendered_fields(content), updated_at=Post.updated_at)
+                .where(Post.id == post_id, Post.content == content, stale)
+                .values(**fields, updated_at=Post.updated_at)
             )
         db.commit()
         done += len(rows)
-    return done
 
 
 def delete_post(db: Session, *, post: Post) -> None:
