@@ -1,5 +1,7 @@
 """Cached pages for anonymous readers: cheaper, and never stale."""
 
+import asyncio
+
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -7,6 +9,7 @@ from fastapi.testclient import TestClient
 from main import create_app
 from tests.support.accounts import PASSWORD
 from tests.support.server import migrate, running_server
+from web import pagecache
 from web.pagecache import PageCache
 
 
@@ -140,3 +143,29 @@ def test_a_page_from_an_older_version_is_dropped_when_met():
     cache.put("/", (2, 200, [], b"new"))
     cache.put("/", (2, 200, [], b"newer"))
     assert cache.size_in_bytes == len("/") + len(b"newer")
+
+
+def test_the_version_is_read_off_the_event_loop_on_postgresql(
+    client, backend, make_post, monkeypatch
+):
+    make_post(title="Waiting on the network")
+    read_inside_event_loop: list[bool] = []
+    read = pagecache.content_version
+
+    def watched(engine):
+        read_inside_event_loop.append(asyncio_running())
+        return read(engine)
+
+    monkeypatch.setattr(pagecache, "content_version", watched)
+    assert client.get("/").status_code == 200
+    assert client.get("/").status_code == 200
+    # SQLite reads a local file, quicker inline; PostgreSQL waits on a socket.
+    assert read_inside_event_loop == [backend == "sqlite"] * 2
+
+
+def asyncio_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
