@@ -5,6 +5,7 @@ import pytest
 from sqlalchemy import text
 
 import database
+from services import posts
 from tests.support.accounts import form_token
 
 
@@ -72,3 +73,26 @@ def test_picture_upload_while_decoders_are_busy_gets_503(
             media._decode_slots.release()
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
+
+
+def test_a_database_gone_mid_request_gets_503_not_500(client, backend, make_post, monkeypatch):
+    """A PostgreSQL restart cuts the connections in use: the request in flight answers 503
+    with Retry-After (the balancer may retry a GET elsewhere), and the next one reconnects."""
+    if backend != "postgresql":
+        pytest.skip("SQLite has no server to lose")
+    make_post(title="Still here")
+    engine = client.app.state.database.engine
+    list_posts = posts.list_posts
+
+    def cut_off(db, **kwargs):
+        own_pid = db.execute(text("SELECT pg_backend_pid()")).scalar()
+        with engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": own_pid})
+        return list_posts(db, **kwargs)
+
+    monkeypatch.setattr(posts, "list_posts", cut_off)
+    response = client.get("/api/posts")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    monkeypatch.setattr(posts, "list_posts", list_posts)
+    assert [post["title"] for post in client.get("/api/posts").json()] == ["Still here"]

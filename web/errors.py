@@ -112,15 +112,28 @@ BUSY_RETRY_AFTER_S = 1
 BUSY_MESSAGE = "The site is busy right now; please try again in a moment."
 
 
-def _is_lock_timeout(exc: OperationalError) -> bool:
-    # SQLite's busy timeout ran out, or PostgreSQL's lock_timeout fired (SQLSTATE 55P03).
-    return "database is locked" in str(exc.orig) or getattr(exc.orig, "sqlstate", "") == "55P03"
+# PostgreSQL's connection failures (class 08), and a server shutting down, crashed, or still
+# starting (57P01-57P03): a restart of the database, over in seconds.
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def _is_transient(exc: OperationalError) -> bool:
+    """Worth a retry in a moment: SQLite's busy timeout ran out, PostgreSQL's lock_timeout
+    fired (SQLSTATE 55P03), or the database went away and is coming back."""
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    return (
+        "database is locked" in str(exc.orig)
+        or sqlstate == "55P03"
+        or exc.connection_invalidated
+        or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    )
 
 
 async def database_busy(request: Request, exc: Exception) -> Response:
-    """503 with Retry-After when the database cannot take the write in time, or pictures
-    are queueing to be decoded; anything else the database raises is a real error."""
-    if isinstance(exc, OperationalError) and not _is_lock_timeout(exc):
+    """503 with Retry-After when the database cannot take the write in time or is briefly
+    away, or pictures are queueing to be decoded; anything else the database raises is a
+    real error."""
+    if isinstance(exc, OperationalError) and not _is_transient(exc):
         return await unhandled_error(request, exc)
     logger.warning("Database busy: 503 for %s %s", request.method, request.url.path)
     busy = StarletteHTTPException(

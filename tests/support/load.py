@@ -5,6 +5,7 @@ state of each post the server acknowledged.
 """
 
 import random
+import ssl
 import threading
 import time
 from collections import Counter
@@ -26,9 +27,9 @@ RETRY_PAUSE_S = 0.2
 # ---------------------------------------------------------------- the server process group
 
 
-def register(base_url: str, username: str) -> str:
+def register(base_url: str, username: str, verify: ssl.SSLContext | bool = True) -> str:
     """Create an account over the API and return a bearer token for it."""
-    with httpx.Client(base_url=base_url, timeout=CLIENT_TIMEOUT_S) as client:
+    with httpx.Client(base_url=base_url, timeout=CLIENT_TIMEOUT_S, verify=verify) as client:
         account = {"username": username, "email": f"{username}@example.com", "password": PASSWORD}
         created = client.post("/api/users", json=account)
         assert created.status_code == 201, created.text
@@ -82,9 +83,16 @@ class Ledger:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def send(
-        self, client: httpx.Client, expected: int, method: str, url: str, **kwargs: object
+        self,
+        client: httpx.Client,
+        expected: int | tuple[int, ...],
+        method: str,
+        url: str,
+        **kwargs: object,
     ) -> httpx.Response | None:
-        """Send one request and record its outcome; None if no answer came."""
+        """Send one request and record its outcome; None if no answer came (or not the one
+        expected)."""
+        accepted = (expected,) if isinstance(expected, int) else expected
         with self.lock:
             self.requests += 1
             self.in_flight += 1
@@ -101,9 +109,9 @@ class Ledger:
             self.in_flight -= 1
             self.latencies.append(time.monotonic() - started)
             self.statuses[response.status_code] += 1
-            if response.status_code != expected or "database is locked" in body.lower():
+            if response.status_code not in accepted or "database is locked" in body.lower():
                 self.problems.append(f"{method} {url} -> {response.status_code}: {body[:500]}")
-        return response if response.status_code == expected else None
+        return response if response.status_code in accepted else None
 
     def __repr__(self) -> str:
         return f"Ledger({self.requests} requests, {self.statuses_text()})"
@@ -153,6 +161,8 @@ class ClientThread(threading.Thread):
     headers: dict[str, str]
     stop: threading.Event
     ledger: "Ledger"
+    # A TLS context trusting the server's certificate, where it has one of its own.
+    verify: ssl.SSLContext | bool = True
 
     def step(self, client: httpx.Client) -> bool:
         raise NotImplementedError
@@ -160,7 +170,10 @@ class ClientThread(threading.Thread):
     def run(self) -> None:
         try:
             with httpx.Client(
-                base_url=self.base_url, headers=self.headers, timeout=CLIENT_TIMEOUT_S
+                base_url=self.base_url,
+                headers=self.headers,
+                timeout=CLIENT_TIMEOUT_S,
+                verify=self.verify,
             ) as client:
                 while not self.stop.is_set():
                     if not self.step(client):
@@ -186,9 +199,11 @@ class PostWriter(ClientThread):
         stop: threading.Event,
         *,
         create_only: bool = False,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         super().__init__(name=name, daemon=True)
         self.base_url = base_url
+        self.verify = verify
         self.headers = {"Authorization": f"Bearer {token}"}
         self.ledger = ledger
         self.stop = stop
@@ -258,6 +273,40 @@ class PostWriter(ClientThread):
             record.deleted = True
             record.acked_writes += 1
         return True
+
+
+class PageReader(ClientThread):
+    """One reader: the home page, the API's list and the posts the writers acknowledged."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        ledger: Ledger,
+        stop: threading.Event,
+        *,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        super().__init__(name=name, daemon=True)
+        self.base_url = base_url
+        self.headers = {}
+        self.ledger = ledger
+        self.stop = stop
+        self.verify = verify
+        self.rng = random.Random(name)
+
+    def step(self, client: httpx.Client) -> bool:
+        with self.ledger.lock:
+            known = [i for i, record in self.ledger.posts.items() if not record.delete_pending]
+        roll = self.rng.random()
+        if known and roll < 0.5:
+            # A post may be deleted by its writer meanwhile: 404 is a fair answer then.
+            path = f"/api/posts/{self.rng.choice(known)}"
+            expected = (200, 404)
+        else:
+            path, expected = ("/" if roll < 0.75 else "/api/posts"), (200,)
+        response = self.ledger.send(client, expected, "GET", path)
+        return response is not None
 
 
 class PictureUploader(ClientThread):
