@@ -14,7 +14,8 @@ export UV_PYTHON_DOWNLOADS ?= never
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PG_BIN := /usr/lib/postgresql/15/bin
-# Each xdist worker starts its own throwaway PostgreSQL cluster.
+# Each xdist worker starts its own throwaway PostgreSQL cluster; tests that share one costly
+# fixture (the simulated cluster) are grouped onto one worker.
 TEST_WORKERS ?= 2
 # axe-core for the browser accessibility test, pinned in tests/e2e/package-lock.json.
 AXE := tests/e2e/node_modules/axe-core/axe.min.js
@@ -87,7 +88,7 @@ $(AXE): tests/e2e/package-lock.json
 
 test: install system-deps $(AXE)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -3,6 +3,7 @@
     python deploy/cluster.py up [--apps 2] [--env KEY=VALUE ...]   # prints the URL last
     python deploy/cluster.py down
     python deploy/cluster.py kill|stop|start HOST                   # HOST: app1, app2, ...
+    python deploy/cluster.py deploy HOST     # drain at the balancer, restart, send to it again
     python deploy/cluster.py restart-db
 
 Each host is a namespace (`ip netns`) joined to one bridge by a veth pair: `db` runs
@@ -261,25 +262,74 @@ def app_ready_url(host: str) -> str:
 # ---------------------------------------------------------------- balancer
 
 
-def balancer_config(apps: int) -> Path:
-    """deploy/nginx.conf with this cluster's hosts, certificate and name, in a top-level file."""
+def write_site(drained: set[str]) -> None:
+    """deploy/nginx.conf with this cluster's hosts (those drained marked `down`),
+    certificate and name."""
     folder = STATE / "lb"
-    (folder / "temp").mkdir(parents=True)
-    certificate, key = folder / "cert.pem", folder / "key.pem"
-    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        "-keyout", str(key), "-out", str(certificate))  # fmt: skip
+    apps = int((STATE / "apps").read_text())
     site = (DEPLOY / "nginx.conf").read_text()
     servers = "".join(
-        f"    server {app_address(i)}:{APP_PORT} max_fails=1 fail_timeout=5s;\n"
+        f"    server {app_address(i)}:{APP_PORT} max_fails=1 fail_timeout=5s"
+        f"{' down' if f'app{i}' in drained else ''};\n"
         for i in range(1, apps + 1)
     )
     site = re.sub(r"(?m)^    server 10\.0\.0\.\d+:8000 .*\n", "", site)
     site = site.replace("upstream inkwell {\n", "upstream inkwell {\n" + servers, 1)
-    site = site.replace("/etc/ssl/certs/blog.example.org.pem", str(certificate))
-    site = site.replace("/etc/ssl/private/blog.example.org.key", str(key))
+    site = site.replace("/etc/ssl/certs/blog.example.org.pem", str(folder / "cert.pem"))
+    site = site.replace("/etc/ssl/private/blog.example.org.key", str(folder / "key.pem"))
     site = site.replace("server_name blog.example.org;", "server_name 127.0.0.1 localhost;")
     (folder / "inkwell.conf").write_text(site)
+    (folder / "drained").write_text("".join(f"{host}\n" for host in sorted(drained)))
+
+
+def drained_hosts() -> set[str]:
+    path = STATE / "lb" / "drained"
+    return set(path.read_text().split()) if path.exists() else set()
+
+
+def reload_balancer(drained: set[str]) -> None:
+    """New configuration for new connections; waits until every nginx worker that had the old
+    one has finished its requests and gone."""
+    write_site(drained)
+    master = int((STATE / "lb" / "nginx.pid").read_text())
+    old_workers = _children(master)
+    run(*in_host("lb", "nginx", "-c", str(STATE / "lb" / "nginx.conf"), "-s", "reload"))
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while _children(master) & old_workers or not _children(master):
+        if time.monotonic() > deadline:
+            raise SystemExit("nginx's old workers did not finish")
+        time.sleep(0.05)
+
+
+def _children(pid: int) -> set[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    found: set[int] = set()
+    for task in tasks.iterdir() if tasks.exists() else ():
+        with contextlib.suppress(OSError):
+            found.update(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
+def deploy_host(host: str) -> None:
+    """A rolling deploy's step for one host: the balancer stops sending it new requests,
+    SIGTERM lets the ones in flight finish, the new process starts, and once it is ready
+    the balancer sends to it again."""
+    reload_balancer(drained_hosts() | {host})
+    stop_app(host)
+    start_app(host)
+    wait_ready(app_ready_url(host))
+    reload_balancer(drained_hosts() - {host})
+
+
+def balancer_config(apps: int) -> Path:
+    """A certificate of the cluster's own, the site, and a top-level file around it."""
+    folder = STATE / "lb"
+    (folder / "temp").mkdir(parents=True)
+    (STATE / "apps").write_text(str(apps))
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem"))  # fmt: skip
+    write_site(set())
     temp = folder / "temp"
     top = f"""worker_processes 2;
 pid {folder}/nginx.pid;
@@ -400,7 +450,7 @@ def main() -> None:
     commands.add_parser("down")
     commands.add_parser("restart-db")
     commands.add_parser("forward")
-    for name in ("kill", "stop", "start"):
+    for name in ("kill", "stop", "start", "deploy"):
         commands.add_parser(name).add_argument("host")
     arguments = parser.parse_args()
     match arguments.command:
@@ -419,6 +469,8 @@ def main() -> None:
         case "start":
             start_app(arguments.host)
             wait_ready(app_ready_url(arguments.host))
+        case "deploy":
+            deploy_host(arguments.host)
 
 
 if __name__ == "__main__":

@@ -119,12 +119,14 @@ _UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
 def _is_transient(exc: OperationalError) -> bool:
     """Worth a retry in a moment: SQLite's busy timeout ran out, PostgreSQL's lock_timeout
-    fired (SQLSTATE 55P03), or the database went away and is coming back."""
+    fired (SQLSTATE 55P03), or the database went away and is coming back: a connection was
+    cut, or none could be made (the error then comes with no statement)."""
     sqlstate = getattr(exc.orig, "sqlstate", None) or ""
     return (
         "database is locked" in str(exc.orig)
         or sqlstate == "55P03"
         or exc.connection_invalidated
+        or exc.statement is None
         or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
     )
 

@@ -1,25 +1,38 @@
 """The simulated cluster of deploy/cluster.py, driven from the tests: the very script that
 `make cluster` runs, so what the tests prove is what an operator starts."""
 
+import itertools
 import os
+import re
 import shutil
 import ssl
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine, text
 
+from tests.support.load import (
+    CLIENT_TIMEOUT_S,
+    ClientThread,
+    Ledger,
+    PageReader,
+    PostWriter,
+    check_posts,
+)
 from tests.support.pg import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "cluster.py"
-CLIENT_TIMEOUT_S = 30
 UP_TIMEOUT_S = 240
+_runs = itertools.count(1)
 
 
 def missing_requirement() -> str | None:
@@ -52,11 +65,20 @@ class Cluster:
             timeout=UP_TIMEOUT_S,
         )
 
+    def trusted(self) -> ssl.SSLContext:
+        """A TLS context that trusts the cluster's own certificate."""
+        return ssl.create_default_context(cafile=self.state / "lb" / "cert.pem")
+
+    def database_url(self) -> str:
+        """The URL every app host is given (reachable from the machine too)."""
+        settings = (self.state / "app1" / "inkwell.env").read_text().splitlines()
+        return next(line.split("=", 1)[1] for line in settings if line.startswith("DATABASE_URL="))
+
     def client(self) -> httpx.Client:
         """A browser-like client: its own cookies, trusting the cluster's certificate."""
         return httpx.Client(
             base_url=self.url,
-            verify=ssl.create_default_context(cafile=self.state / "lb" / "cert.pem"),
+            verify=self.trusted(),
             timeout=CLIENT_TIMEOUT_S,
         )
 
@@ -100,3 +122,90 @@ def running_cluster(*env: str) -> Iterator[Cluster]:
     finally:
         subprocess.run([sys.executable, str(SCRIPT), "down"], env=environment, timeout=UP_TIMEOUT_S)
         shutil.rmtree(state, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- load with a fault in the middle
+
+
+@dataclass
+class FaultRun:
+    """What a load run through the balancer saw, and what the database holds after it."""
+
+    ledger: Ledger
+    in_flight_at_fault: int
+    found: int
+    problems: list[str]
+
+    @property
+    def unexpected(self) -> list[str]:
+        """Answers other than the ones asked for, apart from the balancer's 502/503/504."""
+        return [line for line in self.ledger.problems if not re.search(r" -> 50[234]: ", line)]
+
+    def summary(self, scenario: str) -> str:
+        ledger = self.ledger
+        return (
+            f"\ncluster {scenario}: {ledger.requests} requests, {ledger.errors} errors "
+            f"({self.in_flight_at_fault} in flight at the fault), "
+            f"{ledger.acknowledged_writes} writes acknowledged, {self.found} found, "
+            f"{ledger.resent} resent after the balancer closed a kept-alive connection; "
+            f"{ledger.statuses_text()}"
+        )
+
+
+def stored_posts(database_url: str, prefix: str) -> dict[int, tuple[str, str]]:
+    """The posts whose title starts with `prefix`: id -> (title, content), read from the
+    database directly, not through the app."""
+    engine = create_engine(database_url)
+    query = text("SELECT id, title, content FROM posts WHERE title LIKE :pattern")
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(query, {"pattern": f"{prefix}-%"}).all()
+    finally:
+        engine.dispose()
+    return {row.id: (row.title, row.content) for row in rows}
+
+
+def run_with_fault(
+    cluster: Cluster,
+    tokens: list[str],
+    fault: Callable[[], None],
+    *,
+    seconds: float,
+    clients: int = 32,
+) -> FaultRun:
+    """`clients` clients (a quarter writing through the API with `tokens`, the rest reading)
+    for `seconds`,
+    with `fault` run a third of the way in; then every acknowledged write is looked for."""
+    trusted = cluster.trusted()
+    prefix = f"load{next(_runs)}"
+    ledger, stop = Ledger(resend_on_closed_connection=True), threading.Event()
+    writers = clients // 4
+    threads: list[ClientThread] = [
+        PostWriter(
+            f"{prefix}-writer{n}",
+            cluster.url,
+            tokens[n % len(tokens)],
+            ledger,
+            stop,
+            verify=trusted,
+        )
+        for n in range(writers)
+    ]
+    threads += [
+        PageReader(f"{prefix}-reader{n}", cluster.url, ledger, stop, verify=trusted)
+        for n in range(clients - writers)
+    ]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    try:
+        stop.wait(seconds / 3)
+        in_flight = ledger.in_flight
+        fault()
+        stop.wait(max(0.0, seconds - (time.monotonic() - started)))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=CLIENT_TIMEOUT_S + 10)
+    found, problems = check_posts(ledger, stored_posts(cluster.database_url(), prefix))
+    return FaultRun(ledger, in_flight, found, problems)

@@ -22,6 +22,8 @@ STARTUP_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 30
 CLIENT_TIMEOUT_S = 30
 RETRY_PAUSE_S = 0.2
+# httpx's words when a connection closed before any byte of the answer.
+CLOSED_BEFORE_ANSWER = "Server disconnected without sending a response"
 
 
 # ---------------------------------------------------------------- the server process group
@@ -80,6 +82,11 @@ class Ledger:
     in_flight: int = 0
     # Seconds from sending to the whole answer, for every answered request.
     latencies: list[float] = field(default_factory=list)
+    # Resend, as browsers do, a request whose kept-alive connection the server closed just
+    # as it was sent (no byte of an answer came): the request never reached the app. Off
+    # where a closed connection means a crash, which may have applied the request.
+    resend_on_closed_connection: bool = False
+    resent: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def send(
@@ -98,7 +105,7 @@ class Ledger:
             self.in_flight += 1
         started = time.monotonic()
         try:
-            response = client.request(method, url, **kwargs)  # type: ignore[arg-type]
+            response = self._request(client, method, url, **kwargs)
         except httpx.TransportError as exc:
             with self.lock:
                 self.in_flight -= 1
@@ -112,6 +119,18 @@ class Ledger:
             if response.status_code not in accepted or "database is locked" in body.lower():
                 self.problems.append(f"{method} {url} -> {response.status_code}: {body[:500]}")
         return response if response.status_code in accepted else None
+
+    def _request(
+        self, client: httpx.Client, method: str, url: str, **kwargs: object
+    ) -> httpx.Response:
+        try:
+            return client.request(method, url, **kwargs)  # type: ignore[arg-type]
+        except httpx.RemoteProtocolError as exc:
+            if not (self.resend_on_closed_connection and CLOSED_BEFORE_ANSWER in str(exc)):
+                raise
+            with self.lock:
+                self.resent += 1
+            return client.request(method, url, **kwargs)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"Ledger({self.requests} requests, {self.statuses_text()})"
