@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.revisions_size [--edits 1000] [--words 5000] [--database-url URL]
 
-Without a URL it builds a fresh SQLite file with the migrations. It writes one post of
+It migrates the database given (by default a fresh SQLite file). It writes one post of
 `--words` words through the same service the API and forms use, edits it `--edits` times
 (each edit rewrites one sentence), and prints how much the database grew, how much of that
 the revisions' stored text is, and what a full copy per edit would have taken instead.
@@ -122,8 +122,7 @@ def measure(db: Session, *, edits: int, words: int) -> Measurement:
     )
 
 
-def _sqlite_database(directory: Path) -> str:
-    url = f"sqlite:///{directory / 'revisions.db'}"
+def _migrated(url: str) -> str:
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
     config.set_main_option("sqlalchemy.url", url)
     config.attributes["configure_logger"] = False
@@ -157,10 +156,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--edits", type=int, default=1000)
     parser.add_argument("--words", type=int, default=5000)
-    parser.add_argument("--database-url", help="an empty, migrated database (default: SQLite)")
+    parser.add_argument("--database-url", help="an empty database (default: a SQLite file)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
-        url = args.database_url or _sqlite_database(Path(directory))
+        url = _migrated(args.database_url or f"sqlite:///{Path(directory) / 'revisions.db'}")
         database = Database(url)
         with database.session(write=True) as db:
             result = measure(db, edits=args.edits, words=args.words)

@@ -23,6 +23,9 @@ from schemas import MAX_ID
 from services.errors import NotFoundError
 
 SNAPSHOT_EVERY = 50
+# Changed stretches longer than this (in words) are not compared word by word: they are
+# shown as removed and added whole, so comparing two unrelated long texts stays cheap.
+WORD_DIFF_LIMIT = 3000
 REVISION_NOT_FOUND = "Revision not found"
 ZLIB_LEVEL = 9
 
@@ -75,6 +78,8 @@ class Change:
 def _words_changed(old: str, new: str) -> tuple[int, int]:
     """Words inserted and deleted going from `old` to `new` (both short: one changed run)."""
     before, after = old.split(), new.split()
+    if max(len(before), len(after)) > WORD_DIFF_LIMIT:
+        return len(after), len(before)
     same = sum(block.size for block in SequenceMatcher(None, before, after).get_matching_blocks())
     return len(after) - same, len(before) - same
 
@@ -281,6 +286,8 @@ def diff_words(old: str, new: str) -> list[DiffPart]:
 
 def _diff_run(old: str, new: str) -> list[DiffPart]:
     before, after = _WORDS.findall(old), _WORDS.findall(new)
+    if max(len(before), len(after)) > 2 * WORD_DIFF_LIMIT:  # words and the spaces between
+        return [DiffPart("delete", old), DiffPart("insert", new)]
     parts: list[DiffPart] = []
     for tag, i1, i2, j1, j2 in SequenceMatcher(None, before, after).get_opcodes():
         if tag == "equal":

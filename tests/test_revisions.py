@@ -322,3 +322,23 @@ def test_history_is_paginated(client, headers, author, browser_session):
     api = client.get(f"/api/posts/{post['id']}/revisions?per_page=10&page=2", headers=headers)
     assert [entry["number"] for entry in api.json()] == list(range(21, 11, -1))
     assert 'rel="next"' in api.headers["link"] and 'rel="prev"' in api.headers["link"]
+
+
+def test_word_diff_marks_changes_in_place():
+    parts = revisions.diff_words("A <b>bold</b> claim.\n\nKept.", "A <i>bold</i> claim.\n\nKept.")
+    assert [(part.kind, part.text) for part in parts] == [
+        ("equal", "A "),
+        ("delete", "<b>bold</b>"),
+        ("insert", "<i>bold</i>"),
+        ("equal", " claim.\n\nKept."),
+    ]
+
+
+def test_comparing_two_long_unrelated_texts_stays_bounded():
+    """Beyond WORD_DIFF_LIMIT words a changed stretch is shown whole, not word by word."""
+    old = " ".join(f"w{n}" for n in range(revisions.WORD_DIFF_LIMIT * 2))
+    new = " ".join(f"v{n}" for n in range(revisions.WORD_DIFF_LIMIT * 2))
+    parts = revisions.diff_words(old, new)
+    assert [(part.kind, part.text) for part in parts] == [("delete", old), ("insert", new)]
+    change = revisions.Change.between(old, new)
+    assert (change.words_added, change.words_removed) == (len(new.split()), len(old.split()))
