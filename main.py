@@ -12,7 +12,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from config import Settings, file_clock, get_settings, startup_problem, use_clock
 from database import Database
-from routers import account, api, feeds, health, pages, writing
+from routers import account, api, feeds, health, history, pages, writing
 from services.maintenance import maintenance_turn
 from services.posts import rerender_stale_posts
 from services.users import remove_orphaned_avatars
@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Before the pages: /posts/{id}/edit must not be read as a post whose slug is "edit"
     # (services.posts reserves such slugs).
     app.include_router(writing.router)
+    app.include_router(history.router)
     app.include_router(pages.router)
     app.include_router(account.router)
     app.include_router(feeds.router)

@@ -3,7 +3,17 @@
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, Text, func
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -164,6 +174,9 @@ class Post(Base):
     review_links: Mapped[list["ReviewLink"]] = relationship(
         back_populates="post", cascade="all, delete-orphan", passive_deletes=True
     )
+    revisions: Mapped[list["Revision"]] = relationship(
+        back_populates="post", cascade="all, delete-orphan", passive_deletes=True
+    )
 
     __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
 
@@ -219,6 +232,43 @@ class ReviewLink(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     post: Mapped[Post] = relationship(back_populates="review_links")
+
+
+class Revision(Base):
+    """What a post held at one of its versions: revision n is the post at version n.
+
+    The text is stored compactly (services.revisions): a full zlib-compressed snapshot every
+    few revisions, and in between a compressed delta against the revision before, so a
+    thousand small edits of a long post take little more room than a few copies of it.
+    """
+
+    __tablename__ = "revisions"
+    # The key serves a post's history, newest first, and the lookup of one revision.
+    __table_args__ = (UniqueConstraint("post_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column()
+    title: Mapped[str] = mapped_column(String(TITLE_MAX_LENGTH))
+    # The tag names as a JSON array, in the post's order.
+    tags: Mapped[str] = mapped_column(Text, default="[]")
+    slug: Mapped[str] = mapped_column(String(SLUG_MAX_LENGTH))
+    status: Mapped[str] = mapped_column(String(16))
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    saved_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # How `body` holds the content: "text" (UTF-8, as the migration copied it), "zlib" (a
+    # compressed snapshot) or "delta" (compressed changes against revision number - 1).
+    encoding: Mapped[str] = mapped_column(String(8))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    # The number of the snapshot the delta chain starts from (its own for a snapshot).
+    base_number: Mapped[int] = mapped_column()
+    # Words added and removed against the revision before; None where it is unknown.
+    words_added: Mapped[int | None] = mapped_column(default=None)
+    words_removed: Mapped[int | None] = mapped_column(default=None)
+
+    post: Mapped[Post] = relationship(back_populates="revisions")
+    saved_by: Mapped[User] = relationship()
 
 
 class AuthSession(Base):

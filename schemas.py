@@ -440,3 +440,25 @@ class TagPublic(BaseModel):
     name: str
     slug: str
     post_count: int
+
+
+class RevisionSummary(BaseModel):
+    """One saved version of a post, without its text."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    number: int = Field(description="The post's version this revision holds")
+    saved_at: datetime
+    saved_by: UserPublic
+    title: str
+    status: PostStatus
+    published_at: datetime | None
+    words_added: int | None = Field(description="Against the revision before; null if unknown")
+    words_removed: int | None = Field(description="Against the revision before; null if unknown")
+
+
+class RevisionPublic(RevisionSummary):
+    """One saved version of a post with its full text and tags."""
+
+    content: str
+    tags: list[str]

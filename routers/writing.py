@@ -1,16 +1,20 @@
-"""Writing through forms: new post, edit with preview and conflict handling, delete."""
+"""Writing through forms: new post, edit with preview, merging and conflict handling,
+delete."""
 
-from dataclasses import asdict, dataclass
+from collections.abc import Hashable
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from sqlalchemy.orm import Session
 
+from config import utcnow
 from database import SessionDep
 from models import Post, User
-from schemas import MAX_ID, PostReplace
-from services import posts, reviews
-from services.errors import EditConflictError, InvalidFieldError
+from schemas import PostReplace
+from services import merging, posts, reviews, revisions
+from services.errors import EditConflictError, InvalidFieldError, NotFoundError
 from web.deps import RequiredUser, get_current_user
 from web.forms import (
     Errors,
@@ -19,6 +23,7 @@ from web.forms import (
     parse_local_datetime,
     split_tags,
     validate,
+    version_number,
 )
 from web.middleware import BodyLimitedRoute
 from web.security import CsrfProtected
@@ -190,13 +195,13 @@ def update_post(
     # The form always carries the version it was made from; anything else (missing, 0,
     # not a number) is no version the server sent, so saving it could overwrite a newer
     # one: it is answered like any stale version, with the conflict form.
-    expected = _version_number(form.version)
+    expected = version_number(form.version)
+    if expected is None:
+        return _conflict_form(request, db, form, post_id, user)
     try:
-        if expected is None:
-            raise EditConflictError
         posts.update_post(db, post=post, data=result, expected_version=expected)
     except EditConflictError:
-        return _conflict_form(request, db, form, post_id, user)
+        return _merge_or_conflict(request, db, form, post_id, user, expected)
     except InvalidFieldError as exc:
         db.rollback()
         return _post_form(request, form, _field_error(exc), post, 422, db=db)
@@ -205,15 +210,82 @@ def update_post(
     return redirect(request, post_url(request, post), message)
 
 
-def _version_number(value: str) -> int | None:
-    """The version a form field holds, as the edit form writes it (ASCII digits, no sign or
-    leading zero, within the column's range), else None."""
-    if not (value.isascii() and value.isdigit()) or value.startswith("0"):
+MERGED_MESSAGE = (
+    "This post was changed elsewhere while you were editing it; your changes touched other "
+    "parts, so both have been kept. Review the result."
+)
+
+
+def _merge_or_conflict(
+    request: Request, db: SessionDep, form: PostForm, post_id: int, user: User, started: int
+) -> Response:
+    """A stale edit merged with what was saved since it started and saved, when the two
+    changed different parts; else the conflict form."""
+    db.rollback()
+    db.expire_all()
+    current = posts.get_post(db, post_id=post_id, user=user, check_author=True)
+    merged = _merged_form(db, form, current, started, user)
+    result = _validated(merged, user) if merged else None
+    if result is None or isinstance(result, dict):
+        return _conflict_form(request, db, form, post_id, user)
+    try:
+        posts.update_post(db, post=current, data=result, expected_version=current.version)
+    except (EditConflictError, InvalidFieldError):
+        return _conflict_form(request, db, form, post_id, user)
+    return redirect(request, post_url(request, current), MERGED_MESSAGE, "info")
+
+
+def _merged_form(
+    db: Session, form: PostForm, current: Post, started: int, user: User
+) -> PostForm | None:
+    """The form with the changes saved since revision `started` merged in: the text three
+    ways, the other fields each as a whole. None when the two sides overlap."""
+    try:
+        base = revisions.get_revision(db, post=current, number=started)
+    except NotFoundError:
         return None
-    # Length first: int() of thousands of digits is slow, and past 4,300 it raises.
-    if len(value) > len(str(MAX_ID)) or int(value) > MAX_ID:
+    base_form = PostForm(
+        title=base.title,
+        content=base.content,
+        tags=", ".join(base.tags),
+        slug=base.revision.slug,
+        status=_status_now(base.revision.status, base.revision.published_at),
+        publish_at=local_datetime_input(base.revision.published_at, user.timezone),
+    )
+    text = merging.merge_text(base.content, form.content, current.content)
+    theirs = _saved_form(current, user)
+    fields = merging.merge_fields(_fields(base_form), _fields(form), _fields(theirs))
+    if text.conflicted or fields.conflicts:
         return None
-    return int(value)
+    merged = fields.values
+    status, publish_at = merged["schedule"]  # type: ignore[misc]
+    return replace(
+        form,
+        title=str(merged["title"]),
+        content=text.text,
+        tags=", ".join(merged["tags"]),  # type: ignore[arg-type]
+        slug=str(merged["slug"]),
+        status=status,
+        publish_at=publish_at,
+    )
+
+
+def _fields(form: PostForm) -> dict[str, Hashable]:
+    """The fields merged each as a whole, as comparable values (the schedule is one)."""
+    return {
+        "title": form.title,
+        "tags": tuple(split_tags(form.tags)),
+        "slug": form.slug.strip(),
+        "schedule": (form.status, form.publish_at),
+    }
+
+
+def _status_now(status: str, published_at: datetime | None) -> str:
+    """The status the form showed for a stored one (a scheduled time that has come is
+    published), as Post.status_now says it."""
+    if status == "scheduled" and published_at is not None and published_at <= utcnow():
+        return "published"
+    return status
 
 
 def _conflict_form(

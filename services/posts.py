@@ -17,7 +17,7 @@ from config import utcnow
 from database import reading
 from models import Post, User
 from schemas import MAX_ID, PostCreate, PostReplace, PostUpdate
-from services import markdown, search, tags
+from services import markdown, revisions, search, tags
 from services.errors import (
     ConflictError,
     EditConflictError,
@@ -272,6 +272,8 @@ def create_post(db: Session, *, data: PostCreate | PostReplace, author: User) ->
         **fields,
     )
     db.add(post)
+    db.flush()
+    revisions.record_first(db, post=post)
     db.commit()
     return post
 
@@ -295,12 +297,15 @@ def update_post(
     expected = data.version if expected_version is None else expected_version
     if expected is not None and expected != post.version:
         raise EditConflictError
+    before = revisions.PostState.of(post)
+    change = None
     if "content" in changes:
         # Rendering a long post takes a while: end the transaction that read the post first
         # (on SQLite a write request's transaction holds the database's write lock). The
         # UPDATE still names the version read, so a save in between is a conflict.
         db.commit()
         changes |= rendered_fields(changes["content"])
+        change = revisions.Change.between(before.content, changes["content"])
     if "slug" in changes:
         changes["slug"] = post_slug(changes["slug"], post.title)
     if sent & {"status", "published_at"}:
@@ -312,6 +317,8 @@ def update_post(
     changes["updated_at"] = utcnow()
     _set_fields(post, changes)
     try:
+        db.flush()  # bumps the version, refused if another save came first
+        revisions.record(db, post=post, before=before, change=change)
         db.commit()
     except StaleDataError as exc:  # another request saved between our read and our write
         db.rollback()
@@ -355,3 +362,15 @@ def rerender_stale_posts(db: Session, *, batch_size: int = 500) -> int:
 def delete_post(db: Session, *, post: Post) -> None:
     db.delete(post)
     db.commit()
+
+
+def restore_revision(
+    db: Session, *, post: Post, number: int, expected_version: int | None = None
+) -> Post:
+    """Save the title, text and tags of revision `number` as a new version (history is
+    never rewritten). The publication state stays as it is now: bringing back old words
+    does not unpublish a live post."""
+    old = revisions.get_revision(db, post=post, number=number)
+    # Stored values passed the rules when they were saved; they are not judged again.
+    data = PostUpdate.model_construct(title=old.title, content=old.content, tags=old.tags)
+    return update_post(db, post=post, data=data, expected_version=expected_version)

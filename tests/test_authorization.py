@@ -8,8 +8,10 @@ import pytest
 from sqlalchemy import select
 
 from config import utcnow
-from models import Post, ReviewLink, User
+from models import Post, ReviewLink, Revision, User
+from schemas import PostUpdate
 from services.passwords import hash_password
+from services.posts import update_post
 from services.reviews import create_review_link
 from tests.support.accounts import PASSWORD, form_token
 
@@ -33,6 +35,8 @@ class Case:
     expected: dict  # actor -> status
     # The post's status: a draft is hidden from everyone but its author (404, not 403).
     post_status: str = "published"
+    # Edited once before the request, so that it has two revisions (the first to restore).
+    edited: bool = False
 
 
 PAGE_AUTHOR_ONLY = {"anonymous": 303, "other": 403, "author": 303}
@@ -156,6 +160,30 @@ CASES = [
         {"anonymous": 401, "other": 404, "author": 200},
         "draft",
     ),
+    *(
+        case
+        for post_status in ("published", "draft")
+        for case in (
+            Case(
+                "POST",
+                "/posts/{post}/history/1/restore",
+                {"version": "2"},
+                "page",
+                {"anonymous": 303, "other": 404, "author": 303},
+                post_status,
+                edited=True,
+            ),
+            Case(
+                "POST",
+                "/api/posts/{post}/revisions/1/restore",
+                {},
+                "api",
+                {"anonymous": 401, "other": 404, "author": 200},
+                post_status,
+                edited=True,
+            ),
+        )
+    ),
 ]
 
 
@@ -169,11 +197,12 @@ def snapshot(db) -> tuple:
         select(Post.id, Post.title, Post.content, Post.status).order_by(Post.id)
     ).all()
     links = db.scalars(select(ReviewLink.id).order_by(ReviewLink.id)).all()
-    return tuple(users), tuple(posts), tuple(links)
+    revisions = db.execute(select(Revision.post_id, Revision.number).order_by(Revision.id)).all()
+    return tuple(users), tuple(posts), tuple(links), tuple(revisions)
 
 
 @pytest.mark.parametrize("actor", ["anonymous", "other", "author"])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.method} {c.path}")
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.method} {c.path} {c.post_status}")
 def test_authorization_matrix(
     client, db, make_user, make_post, browser_session, api_headers, case, actor
 ):
@@ -187,6 +216,8 @@ def test_authorization_matrix(
         status=case.post_status,
         published_at=published_at,
     )
+    if case.edited:
+        update_post(db, post=post, data=PostUpdate(title="Edited"))
     link_id = 0
     if "{link}" in case.path:
         link_id = create_review_link(db, post=post)[0].id
@@ -228,6 +259,40 @@ def test_edit_and_delete_controls_only_for_the_author(
     browser_session(client, author)
     page = client.get(f"/posts/{post.id}").text
     assert f"/posts/{post.id}/edit" in page and f"/posts/{post.id}/delete" in page
+
+
+HISTORY_READS = [
+    ("page", "/posts/{post}/history"),
+    ("page", "/posts/{post}/history/diff?from=1&to=2"),
+    ("page", "/posts/{post}/history/1/restore"),
+    ("api", "/api/posts/{post}/revisions"),
+    ("api", "/api/posts/{post}/revisions/1"),
+]
+
+
+@pytest.mark.parametrize("post_status", ["published", "draft"])
+@pytest.mark.parametrize(("kind", "path"), HISTORY_READS)
+def test_history_is_shown_to_its_author_alone(
+    client, db, make_user, make_post, browser_session, api_headers, kind, path, post_status
+):
+    """A post's revisions hold text never published: anyone but the author gets 404."""
+    author, other = make_user("author"), make_user("other")
+    published_at = None if post_status == "draft" else post_time()
+    post = make_post(author, status=post_status, published_at=published_at)
+    update_post(db, post=post, data=PostUpdate(title="Edited"))
+    path = path.format(post=post.id)
+    statuses = {}
+    for actor in (None, other, author):
+        client.cookies.clear()
+        headers = {}
+        if actor and kind == "page":
+            browser_session(client, actor)
+        elif actor:
+            headers = api_headers(actor)
+        response = client.get(path, headers=headers, follow_redirects=False)
+        statuses[actor.username if actor else "anonymous"] = response.status_code
+    anonymous = 303 if kind == "page" else 401
+    assert statuses == {"anonymous": anonymous, "other": 404, "author": 200}
 
 
 def test_revoked_token_no_longer_works(client, make_user, api_headers):

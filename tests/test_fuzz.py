@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 import main
 from database import Database
 from models import AuthSession, LoginFailure, Post, User
+from services import revisions
 from services.passwords import hash_password
 from services.posts import rendered_fields
 from services.sessions import create_session
@@ -210,8 +211,13 @@ class World:
         for account in (self.owner, self.other):
             self._add_user(db, account.username, account.user_id)
         db.flush()
-        for account in (self.owner, self.other):
+        added = [
             self._add_post(db, account.user_id, account.username, account.post_id)
+            for account in (self.owner, self.other)
+        ]
+        db.flush()
+        for post in added:  # each post's history starts with it, as for posts written here
+            revisions.record_first(db, post=post)
         db.commit()
         return create_session(db, user=db.get(User, self.owner.user_id), kind="api")
 
@@ -247,6 +253,8 @@ class World:
                 case.path_parameters["user_id"] = account.user_id
             if "post_id" in case.path_parameters:
                 case.path_parameters["post_id"] = account.post_id
+            if "number" in case.path_parameters:
+                case.path_parameters["number"] = 1  # the revision each post starts with
         if not digest & 8:
             return
         for name in [name for name in case.headers if name.lower() == "if-match"]:

@@ -234,6 +234,18 @@ def test_every_page_type_is_valid_html(client, make_account, make_user, make_pos
         status=409,
     )
     pages.get("post-delete", f"/posts/{featured.id}/delete")
+    revised = {
+        "title": "Weeknight <b>bread</b>",
+        "content": FEATURED_CONTENT + "\n\nOne more.",
+        "tags": "bread",
+        "version": "1",
+    }
+    pages.post("post-updated-with-flash", edit, revised)
+    history = f"/posts/{featured.id}/history"
+    pages.get("history", history)
+    pages.get("history-diff", f"{history}/diff", **{"from": 1, "to": 2})
+    pages.get("history-diff-unchanged", f"{history}/diff", **{"from": 2, "to": 2})
+    pages.get("history-restore", f"{history}/1/restore")
     pages.get("account", "/account")
     pages.post("account-errors", "/account", {"username": "", "email": "nope"}, status=422)
     pages.post(

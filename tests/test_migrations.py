@@ -12,9 +12,12 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Connection, Engine, inspect, text
+from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex
 
 from database import Base, make_engine
+from models import Post, Revision
+from services.revisions import get_revision
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2024, 1, 15, tzinfo=UTC)
@@ -236,3 +239,49 @@ def test_case_twins_are_renamed_and_then_refused(engine, empty_database_url, cap
     assert stored() == renamed
     with engine.begin() as connection:
         connection.execute(insert_alice, {"t": NOW})
+
+
+def test_existing_posts_get_their_current_version_as_a_revision(engine, empty_database_url):
+    """History never starts empty: each post's current version is copied, tags included."""
+    config = alembic_config(empty_database_url)
+    command.upgrade(config, "0009")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (id, username, email, created_at) VALUES (1, 'u', 'u@x.io', :t)"
+            ),
+            {"t": NOW},
+        )
+        for post_id, version in ((1, 3), (2, 1)):
+            connection.execute(
+                text(
+                    "INSERT INTO posts (id, title, content, user_id, date_posted, updated_at,"
+                    " published_at, version, status, slug)"
+                    " VALUES (:id, :title, :content, 1, :t, :t, :t, :version, 'published', 's')"
+                ),
+                {
+                    "id": post_id,
+                    "title": f"T{post_id}",
+                    "content": "Café <b>text</b>\n\nMore.",
+                    "t": NOW,
+                    "version": version,
+                },
+            )
+        connection.execute(
+            text("INSERT INTO tags (id, slug, name) VALUES (1, 'b', 'B'), (2, 'a', 'A')")
+        )
+        connection.execute(text("INSERT INTO post_tags (post_id, tag_id) VALUES (1, 2), (1, 1)"))
+    command.upgrade(config, "head")
+    with Session(engine) as db:
+        post = db.get(Post, 1)
+        assert [row.number for row in db.query(Revision).order_by(Revision.post_id)] == [3, 1]
+        stored = get_revision(db, post=post, number=3)
+        assert (stored.title, stored.content, stored.tags) == (
+            "T1",
+            "Café <b>text</b>\n\nMore.",
+            ["B", "A"],
+        )
+        assert stored.revision.saved_at == NOW and stored.revision.user_id == 1
+        assert get_revision(db, post=db.get(Post, 2), number=1).tags == []
+    command.downgrade(config, "0009")
+    assert "revisions" not in inspect(engine).get_table_names()

@@ -480,6 +480,54 @@ def check_as_author(
     audit._count([("next", item.payload)])
 
 
+def visible_text(node: Node) -> str:
+    """The text a sighted reader sees: without the words only screen readers are given."""
+    return "".join(
+        child
+        if isinstance(child, str)
+        else ("" if "visually-hidden" in child.attrs.get("class", "") else visible_text(child))
+        for child in node.children
+    )
+
+
+def check_history(audit: Audit, member: TestClient, item: Seeded) -> None:
+    """The author's history of the post and a comparison holding the hostile text."""
+    response = member.get(f"/posts/{item.post_id}/edit")
+    found = re.search(r'name="version" value="(\d+)"', response.text)
+    added = f"{item.payload} added"
+    data = {
+        "csrf_token": csrf_from(response.text),
+        "title": item.payload,
+        "content": f"{item.content}\n\n{added}",
+        "version": found.group(1) if found else "",
+    }
+    where = f"POST /posts/{item.post_id}/edit a second revision [{item.payload!r}]"
+    saved = member.post(f"/posts/{item.post_id}/edit", data=data, follow_redirects=False)
+    audit._response(where, saved, 303)
+
+    where = f"GET /posts/{item.post_id}/history [{item.payload!r}]"
+    root = audit.page(
+        where,
+        member.get(f"/posts/{item.post_id}/history"),
+        shown=[("username", item.payload), ("post title", item.payload)],
+    )
+    headings = root.find_all("h1")
+    audit.shows(where, "heading", headings[0].text() if headings else None, item.title)
+
+    where = f"GET /posts/{item.post_id}/history/diff [{item.payload!r}]"
+    response = member.get(f"/posts/{item.post_id}/history/diff", params={"from": 1, "to": 2})
+    root = audit.page(where, response, shown=stored_fields(item))
+    texts = root.find_all("div", "diff-text")
+    shown = visible_text(texts[0]) if texts else None
+    audit.shows(where, "compared text", shown, f"{item.content}\n\n{added}", exact=True)
+    inserted = "".join(visible_text(node) for node in root.find_all("ins"))
+    audit.shows(where, "added text", inserted, added)
+
+    where = f"GET /posts/{item.post_id}/history/1/restore [{item.payload!r}]"
+    response = member.get(f"/posts/{item.post_id}/history/1/restore")
+    audit.page(where, response, shown=stored_fields(item))
+
+
 def check_login_redirects(audit: Audit, app: FastAPI, username: str) -> None:
     """A real log-in with a hostile `next` must land on this site."""
     # Each log-in costs an argon2 verification; GET /login while logged in runs the same
@@ -608,6 +656,7 @@ def test_xss_corpus_in_every_field_and_page(
     with TestClient(app) as member:
         for number, item in enumerate(seeded):
             check_as_author(audit, member, item, browser_session, real_picture=number < 3)
+            check_history(audit, member, item)
     check_login_redirects(audit, app, make_account("xss-login").username)
 
     print(audit.summary())

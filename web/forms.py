@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import Form
 from pydantic import BaseModel, ValidationError
 
+from schemas import MAX_ID
+
 FormText = Annotated[str, Form()]
 Errors = dict[str, str]
 Model = TypeVar("Model", bound=BaseModel)
@@ -60,3 +62,14 @@ def parse_local_datetime(text: str, timezone: str) -> datetime | None:
 def local_datetime_input(moment: datetime | None, timezone: str) -> str:
     """`moment` as a `datetime-local` input shows it, in the author's time zone."""
     return moment.astimezone(zone(timezone)).strftime(LOCAL_INPUT_FORMAT) if moment else ""
+
+
+def version_number(value: str) -> int | None:
+    """The version a form field holds, as the edit form writes it (ASCII digits, no sign or
+    leading zero, within the column's range), else None."""
+    if not (value.isascii() and value.isdigit()) or value.startswith("0"):
+        return None
+    # Length first: int() of thousands of digits is slow, and past 4,300 it raises.
+    if len(value) > len(str(MAX_ID)) or int(value) > MAX_ID:
+        return None
+    return int(value)

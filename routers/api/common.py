@@ -3,7 +3,7 @@ header of lists, and posts as the API shows them."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import (
     HTTPException,
@@ -73,6 +73,17 @@ def throttled(detail: str = TOO_MANY_FAILURES) -> Iterator[None]:
         ) from exc
 
 
+class Page(Protocol):
+    """A page of any list: its number and whether pages come before and after it."""
+
+    @property
+    def number(self) -> int: ...
+    @property
+    def has_previous(self) -> bool: ...
+    @property
+    def has_next(self) -> bool: ...
+
+
 LIST_HEADERS = {
     "Link": {"description": 'RFC 8288 links to the `rel="prev"` and `rel="next"` pages'}
 }
@@ -89,6 +100,12 @@ def paginate(
     request: Request, response: Response, page: posts.PostPage | posts.SearchResults
 ) -> list[PostPublic]:
     """Advertise neighbouring pages in a Link header; the body stays a plain array."""
+    link_neighbours(request, response, page)
+    return [public_post(request, post) for post in page.posts]
+
+
+def link_neighbours(request: Request, response: Response, page: Page) -> None:
+    """The Link header to the pages before and after this one of a list."""
     links = []
     if page.has_previous:
         links.append(f'<{request.url.include_query_params(page=page.number - 1)}>; rel="prev"')
@@ -96,4 +113,3 @@ def paginate(
         links.append(f'<{request.url.include_query_params(page=page.number + 1)}>; rel="next"')
     if links:
         response.headers["Link"] = ", ".join(links)
-    return [public_post(request, post) for post in page.posts]

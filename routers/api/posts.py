@@ -132,13 +132,18 @@ def _edit(
 ) -> PostPublic:
     """The shared body of PUT and PATCH: author check, precondition, then the update."""
     post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
+    check_precondition(post, if_match)
+    post = posts.update_post(db, post=post, data=data)
+    response.headers["ETag"] = post_etag(post)
+    return public_post(request, post)
+
+
+def check_precondition(post: Post, if_match: str | None) -> None:
+    """412 when If-Match names another version of the post than the stored one."""
     if if_match is not None and not _etag_matches(post_etag(post), if_match):
         raise HTTPException(
             status.HTTP_412_PRECONDITION_FAILED, "The post has changed since you fetched it"
         )
-    post = posts.update_post(db, post=post, data=data)
-    response.headers["ETag"] = post_etag(post)
-    return public_post(request, post)
 
 
 def post_etag(post: Post) -> str:

@@ -18,6 +18,7 @@ from tests.support.api import (
     Account,
     create_post,
     create_user,
+    edit_post,
     get_token,
     upload_picture,
 )
@@ -131,9 +132,14 @@ class Site:
     writer: Account  # has an uploaded picture and wrote the featured post
     other: Account  # keeps the default picture
     featured_post_id: int
+    revised_post_id: int  # edited once: two revisions to compare
 
     def url_params(self) -> dict[str, int]:
-        return {"post_id": self.featured_post_id, "author_id": self.writer.id}
+        return {
+            "post_id": self.featured_post_id,
+            "author_id": self.writer.id,
+            "revised_id": self.revised_post_id,
+        }
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +151,9 @@ def site(live_server: str) -> Site:
     for author, title, content in OTHER_POSTS:
         create_post(live_server, tokens[author], title, content)
     featured = create_post(live_server, tokens["margaret"], FEATURED_TITLE, FEATURED_CONTENT)
-    return Site(accounts["margaret"], accounts["tomas"], featured["id"])
+    revised = create_post(live_server, tokens["margaret"], "Field notes", "Rain at dawn.\n\nFog.")
+    edit_post(live_server, tokens["margaret"], revised["id"], content="Rain at noon.\n\nFog.")
+    return Site(accounts["margaret"], accounts["tomas"], featured["id"], revised["id"])
 
 
 # ---------------------------------------------------------------- helpers
@@ -228,6 +236,10 @@ PAGES = [
     PageCase("search", f"/search?q={SEARCH_WORD}", "article.post-card mark"),
     PageCase("login", "/login", "form input[type=password]"),
     PageCase("new-post", "/posts/new", "form textarea", True),
+    PageCase("history", "/posts/{revised_id}/history", "table.history input[type=radio]", True),
+    PageCase(
+        "history-diff", "/posts/{revised_id}/history/diff?from=1&to=2", ".diff-text ins", True
+    ),
 ]
 
 

@@ -61,6 +61,18 @@ def create_post(base_url: str, token: str, title: str, content: str) -> dict:
     return response.json()
 
 
+def edit_post(base_url: str, token: str, post_id: int, **fields: object) -> dict:
+    """Change some of a post's fields (a PATCH); returns the post as the API shows it."""
+    response = httpx.patch(
+        f"{base_url}/api/posts/{post_id}",
+        json=fields,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=TIMEOUT_S,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def upload_picture(base_url: str, token: str, png: bytes) -> dict:
     """Set the profile picture of the token's user; returns the user as the API shows it."""
     response = httpx.put(
