@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 import main
 from database import Database
-from models import AuthSession, LoginFailure, Post, User
+from models import AccountToken, AuthSession, LoginFailure, OutboxMessage, Post, User
 from services.passwords import hash_password
 from services.posts import rendered_fields
 from services.sessions import create_session
@@ -205,7 +205,7 @@ class World:
         credentials, not throttled by the earlier ones), so an example behaves the same when
         Hypothesis replays or shrinks it. The ids were drawn from the sequences at first.
         """
-        for model in (LoginFailure, AuthSession, Post, User):
+        for model in (OutboxMessage, AccountToken, LoginFailure, AuthSession, Post, User):
             db.execute(delete(model))
         for account in (self.owner, self.other):
             self._add_user(db, account.username, account.user_id)
