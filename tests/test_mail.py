@@ -243,3 +243,56 @@ def test_settings_choose_the_port_and_inkwell_check_wants_smtp(security):
     problems = deployment_problems(settings)
     assert any("SMTP_HOST" in problem for problem in problems)
     assert any("PUBLIC_URL" in problem for problem in problems)
+
+
+@pytest.mark.server
+def test_two_workers_send_each_message_once_and_wait_out_the_mail_server(
+    empty_database_url, tmp_path, smtp_server
+):
+    """Two uvicorn workers, each with its sender thread, on one database and one clock."""
+    import httpx
+
+    from tests.support.clock import ClockFile
+    from tests.support.server import migrate
+    from tests.support.server_group import ServerGroup
+    from tests.support.smtp import wait_until
+
+    migrate(empty_database_url)
+    clock = ClockFile(tmp_path / "clock")
+    env = {**smtp_server.env, "MAIL_POLL_SECONDS": "0.1"}
+    database = Database(empty_database_url)
+
+    def attempts() -> list[tuple[str, int]]:
+        with database.session(write=False) as db:
+            query = select(OutboxMessage.status, OutboxMessage.attempts).order_by(OutboxMessage.id)
+            return [tuple(row) for row in db.execute(query)]
+
+    try:
+        with ServerGroup(
+            empty_database_url, tmp_path / "media", 2, clock.path, extra_env=env
+        ) as server:
+            for number in range(6):
+                body = {"username": f"reader{number}", "email": f"reader{number}@example.com"}
+                response = httpx.post(
+                    f"{server.base_url}/api/users", json={**body, "password": PASSWORD}
+                )
+                assert response.status_code == 201, response.text
+            smtp_server.wait_for(6)
+            wait_until(lambda: attempts() == [("sent", 1)] * 6)
+            smtp_server.stop()
+            reset = httpx.post(
+                f"{server.base_url}/api/password-reset", json={"email": "reader0@example.com"}
+            )
+            assert reset.status_code == 202
+            wait_until(lambda: attempts()[-1] == ("pending", 1))
+            smtp_server.start()
+            clock.advance(seconds=outbox.FIRST_RETRY.total_seconds() + 1)
+            smtp_server.wait_for(7)
+            wait_until(lambda: attempts()[-1] == ("sent", 2))
+        final = attempts()
+    finally:
+        database.dispose()
+    assert final == [("sent", 1)] * 6 + [("sent", 2)]
+    ids = [received.message["Message-ID"] for received in smtp_server.messages]
+    assert len(ids) == len(set(ids)) == 7
+    assert "Reset" in smtp_server.messages[-1].subject

@@ -6,6 +6,8 @@ for a while. The messages it received are parsed with the standard library's ema
 
 import re
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -112,3 +114,11 @@ def link_in(received: Received, path_part: str) -> str:
 def token_in(received: Received, path_part: str) -> str:
     """The token of that link: its last path segment."""
     return link_in(received, path_part).rstrip("/").rsplit("/", 1)[1]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = WAIT_TIMEOUT_S) -> None:
+    """Wait for something another process does (a sender's attempt), checking every 50 ms."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        time.sleep(0.05)
