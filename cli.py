@@ -1,4 +1,4 @@
-"""The `inkwell` command line: serve, migrate, seed, backup, check.
+"""The `inkwell` command line: serve, migrate, seed, backup, check, send-mail.
 
 The outermost layer, beside main.py: each command is one function below that parses its
 options and calls the services, so a new command (create-admin, export, import) is one more
@@ -273,6 +273,25 @@ def check() -> None:
     if problems:
         raise typer.Exit(1)
     typer.echo("No problems found: the settings are fit for production.")
+
+
+@app.command("send-mail")
+def send_mail() -> None:
+    """Deliver the mail that is due now, once (for cron; the server also does it itself).
+
+    Messages that fail are tried again later with a growing wait, until given up on.
+    """
+    from config import get_settings
+    from database import Database
+    from services.mail import deliver_due
+
+    settings = get_settings()
+    database = Database(settings.database_url)
+    try:
+        report = deliver_due(database, settings)
+    finally:
+        database.dispose()
+    typer.echo(f"Sent {report.sent}, to retry {report.retrying}, given up {report.failed}.")
 
 
 if __name__ == "__main__":

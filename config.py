@@ -4,7 +4,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -36,12 +36,39 @@ class Settings(BaseSettings):
     # the system clock, so that tests can move time in every worker process at once.
     clock_file: Path | None = None
 
+    # Mail. Without SMTP_HOST (development) each message is written to OUTBOX_DIR as an
+    # .eml file instead, so the site works with no mail server.
+    smtp_host: str = ""
+    # Default: 465 for `tls`, 587 for `starttls`, 25 for `none`.
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_security: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_timeout_seconds: float = Field(default=30, gt=0)
+    mail_from: str = "Inkwell <inkwell@localhost>"
+    outbox_dir: Path = PROJECT_ROOT / "outbox"
+    # How often each app process looks for mail that is due (0: never; `inkwell send-mail`
+    # then delivers it, from cron say).
+    mail_poll_seconds: float = Field(default=5, ge=0)
+    # The site's public address (https://blog.example.com), for links in mail. Unset, links
+    # follow the Host of the request that caused the message (ALLOWED_HOSTS bounds it).
+    public_url: str = ""
+
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):
             return [host.strip() for host in value.split(",") if host.strip()]
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def smtp_port_or_default(self) -> int:
+        return self.smtp_port or {"tls": 465, "starttls": 587, "none": 25}[self.smtp_security]
 
     @property
     def avatar_dir(self) -> Path:
@@ -77,6 +104,14 @@ def deployment_problems(settings: Settings) -> list[str]:
         "ALLOWED_HOSTS still lists only development hosts": set(settings.allowed_hosts)
         <= {"localhost", "127.0.0.1", "testserver"},
         "DATABASE_URL points at an in-memory database": ":memory:" in settings.database_url,
+        "SMTP_HOST is not set: mail would only be written to OUTBOX_DIR": not settings.smtp_host,
+        "SMTP_SECURITY is none: mail and SMTP credentials would travel in the clear": (
+            settings.smtp_security == "none"
+        ),
+        "MAIL_FROM still names localhost": "@localhost" in settings.mail_from,
+        "PUBLIC_URL is not set: links in mail would follow each request's Host header": not (
+            settings.public_url
+        ),
     }
     problems = [message for message, failed in checks.items() if failed]
     key_problem = secret_key_problem(settings)

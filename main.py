@@ -13,6 +13,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from config import Settings, file_clock, get_settings, startup_problem, use_clock
 from database import Database
 from routers import account, api, feeds, health, history, pages, writing
+from services.mail import MailSender
 from services.maintenance import maintenance_turn
 from services.posts import rerender_stale_posts
 from services.users import remove_orphaned_avatars
@@ -68,7 +69,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Everything loaded so far lives as long as the process: keep the garbage collector from
     # scanning it again and again (fewer, shorter pauses under load).
     gc.freeze()
+    # Each process delivers due mail in the background; the outbox's claims keep any two
+    # processes from sending the same message.
+    sender = (
+        MailSender(app.state.database, settings).start() if settings.mail_poll_seconds else None
+    )
     yield
+    if sender:
+        sender.stop()
     app.state.database.dispose()
 
 

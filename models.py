@@ -1,4 +1,4 @@
-"""SQLAlchemy models: users and their posts."""
+"""SQLAlchemy models: users and their posts, sessions, mailed links and the mail outbox."""
 
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -96,6 +96,12 @@ class User(Base):
     timezone: Mapped[str] = mapped_column(
         String(TIMEZONE_MAX_LENGTH), server_default="UTC", default="UTC"
     )
+    # When someone proved, through a link mailed to it, that `email` reaches them; None for
+    # an address never confirmed (every account from before verification existed, too).
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # A new address waiting for its owner to follow the link mailed to it: `email` changes
+    # only then, so a mistyped or someone else's address never takes the account over.
+    pending_email: Mapped[str | None] = mapped_column(String(EMAIL_MAX_LENGTH), default=None)
 
     posts: Mapped[list["Post"]] = relationship(
         back_populates="author",
@@ -103,6 +109,10 @@ class User(Base):
         passive_deletes=True,
         order_by="(Post.published_at.desc(), Post.id.desc())",
     )
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
 
     @property
     def image_path(self) -> str:
@@ -306,3 +316,54 @@ class SiteState(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     content_version: Mapped[int] = mapped_column(BigInteger, server_default="1")
+
+
+class AccountToken(Base):
+    """A single-use link mailed to an address: a password reset, or the proof that an
+    address reaches its owner. Only a hash of the token is stored; `email` is the address
+    it was sent to (for a verification, the address it confirms)."""
+
+    __tablename__ = "account_tokens"
+    __table_args__ = (Index("ix_account_tokens_user_id_purpose", "user_id", "purpose"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    user: Mapped[User] = relationship()
+
+
+class OutboxMessage(Base):
+    """A message waiting to be mailed, written in the same transaction as the change that
+    caused it, so neither exists without the other; senders claim it from here."""
+
+    __tablename__ = "outbox"
+    # Senders look for pending messages whose time has come, oldest first.
+    # A Message-ID is made from the id, so SQLite must never hand out one again.
+    __table_args__ = (
+        Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH))
+    subject: Mapped[str] = mapped_column(String(200))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text)
+    # pending, sent or failed (given up on).
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # No sender tries after this: a reset link mailed after it expired helps no one.
+    give_up_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(default=0)
+    # The sender holding the message, until when: a sender that dies loses its claim then.
+    claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -300,6 +300,32 @@ class UserPrivate(UserPublic):
 
     email: str
     timezone: str
+    email_verified: bool = Field(description="Whether `email` has been confirmed")
+    pending_email: str | None = Field(
+        description="A new address waiting to be confirmed; it replaces `email` once it is"
+    )
+
+
+class PasswordResetRequest(BaseModel):
+    """The body of POST /api/password-reset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+
+
+# A token from a mailed link, as it arrived: bounded, so no one makes the server hash a
+# megabyte; whether it is live is the domain's question (400 if not).
+LinkToken = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class PasswordResetConfirmation(BaseModel):
+    """The body of POST /api/password-reset/confirm: the token from the mailed link."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: LinkToken
+    new_password: Password
 
 
 PostStatus = Literal["draft", "scheduled", "published"]

@@ -8,16 +8,28 @@ from starlette.datastructures import UploadFile
 
 from database import SessionDep
 from models import User
-from schemas import PasswordChange, UserCreate, UserUpdate, known_timezones
-from services import accounts, media, sessions, users
-from services.errors import DuplicateError, ThrottledError, WrongPasswordError
+from schemas import (
+    PasswordChange,
+    PasswordResetConfirmation,
+    PasswordResetRequest,
+    UserCreate,
+    UserUpdate,
+    known_timezones,
+)
+from services import accounts, media, password_reset, sessions, users, verification
+from services.errors import (
+    DuplicateError,
+    InvalidLinkError,
+    ThrottledError,
+    WrongPasswordError,
+)
 from web.cookies import SESSION_COOKIE, clear_cookie, set_session_cookie
 from web.deps import CurrentUser, RequiredUser, SettingsDep, get_current_user
 from web.forms import FormText, validate
 from web.middleware import UPLOAD_BODY_LIMIT, BodyLimitedRoute, RequestTooLarge, body_limit
 from web.security import CsrfProtected, client_ip, safe_next, verify_csrf
 from web.templating import redirect, render
-from web.urls import url_for
+from web.urls import mail_site, url_for
 
 router = APIRouter(
     include_in_schema=False,
@@ -55,7 +67,9 @@ def register(
     if errors or isinstance(result, dict):
         return render(request, "auth/register.html", {"values": values, "errors": errors}, 422)
     try:
-        user = users.create_user(db, data=result, client_ip=client_ip(request))
+        user = users.create_user(
+            db, data=result, client_ip=client_ip(request), site=mail_site(request)
+        )
     except DuplicateError as exc:
         # One message for the form, naming neither field (see users.UNUSABLE).
         context = {"values": values, "errors": {"form": exc.message}}
@@ -66,7 +80,10 @@ def register(
         )
         context = {"values": values, "errors": {"form": message}}
         return render(request, "auth/register.html", context, status.HTTP_429_TOO_MANY_REQUESTS)
-    return _logged_in(request, db, user, f"Welcome to Inkwell, {user.username}!", "/")
+    message = (
+        f"Welcome to Inkwell, {user.username}! We have sent you a link to confirm {user.email}."
+    )
+    return _logged_in(request, db, user, message, "/")
 
 
 def _logged_in(
@@ -188,7 +205,9 @@ def update_account(
         errors = {("password" if k == "current_password" else k): v for k, v in result.items()}
         return _account_page(request, user, 422, values=values, errors=errors)
     try:
-        users.update_user(db, user=user, data=result, client_ip=client_ip(request))
+        users.update_user(
+            db, user=user, data=result, client_ip=client_ip(request), site=mail_site(request)
+        )
     except DuplicateError as exc:
         errors = {"form": exc.message}
         return _account_page(request, user, status.HTTP_409_CONFLICT, values=values, errors=errors)
@@ -199,7 +218,11 @@ def update_account(
     except ThrottledError as exc:
         errors = {"password": _too_many_failures(exc)}
         return _account_page(request, user, 429, values=values, errors=errors)
-    return redirect(request, url_for(request, "account"), "Your account has been updated.")
+    message = "Your account has been updated."
+    if user.pending_email and user.pending_email == result.email:
+        message += f" We have sent a link to {user.pending_email}: it becomes your address"
+        message += " once you follow it."
+    return redirect(request, url_for(request, "account"), message)
 
 
 @router.post("/account/timezone", name="account_timezone", dependencies=[CsrfProtected])
@@ -211,7 +234,9 @@ def update_timezone(
     if isinstance(result, dict):
         error = "Choose a time zone from the list, such as Europe/Paris"
         return _account_page(request, user, 422, timezone_error=error, timezone_value=timezone)
-    users.update_user(db, user=user, data=result, client_ip=client_ip(request))
+    users.update_user(
+        db, user=user, data=result, client_ip=client_ip(request), site=mail_site(request)
+    )
     return redirect(request, url_for(request, "account"), "Your time zone has been saved.")
 
 
@@ -344,3 +369,129 @@ def delete_account(
     response = redirect(request, url_for(request, "home"), message)
     clear_cookie(response, SESSION_COOKIE)
     return response
+
+
+@router.post("/account/verification", name="account_verification", dependencies=[CsrfProtected])
+def resend_verification(request: Request, db: SessionDep, user: RequiredUser) -> Response:
+    """Mail a fresh verification link to the address waiting for one (a few an hour)."""
+    try:
+        email = verification.send_again(db, user=user, site=mail_site(request))
+    except ThrottledError as exc:
+        message = (
+            f"Links were sent several times already. Try again in {_duration(exc.retry_after)}."
+        )
+        return redirect(request, url_for(request, "account"), message, "error")
+    message = f"We have sent a new link to {email}." if email else "Your address is verified."
+    return redirect(request, url_for(request, "account"), message)
+
+
+# ---------------------------------------------------------------- password reset, verification
+
+RESET_SENT = (
+    "If an account has that address, we have sent a link to it. It works once, within an hour."
+)
+
+
+def _invalid_link(request: Request, *, reset: bool) -> Response:
+    """The page for a link that is unknown, used, expired or replaced."""
+    context = {
+        "site_name": request.app.state.settings.site_name,
+        "lifetime": "a reset link for an hour." if reset else "a confirmation link for 48 hours.",
+        "again": "password_reset" if reset else "account",
+        "again_label": "Ask for a new link" if reset else "Go to your account",
+    }
+    return render(request, "auth/link_invalid.html", context, status.HTTP_400_BAD_REQUEST)
+
+
+@router.get("/password-reset", name="password_reset")
+def password_reset_form(request: Request) -> Response:
+    """Ask for a password reset link by email."""
+    return render(request, "auth/password_reset_request.html", {"values": {}, "errors": {}})
+
+
+@router.post("/password-reset", name="password_reset_submit", dependencies=[CsrfProtected])
+def request_password_reset(request: Request, db: SessionDep, email: FormText = "") -> Response:
+    """Mail a reset link if an account has the address; the same answer either way."""
+    values = {"email": email}
+    result = validate(PasswordResetRequest, values)
+    if isinstance(result, dict):
+        context = {"values": values, "errors": result}
+        return render(request, "auth/password_reset_request.html", context, 422)
+    try:
+        password_reset.request_reset(
+            db, email=result.email, client_ip=client_ip(request), site=mail_site(request)
+        )
+    except ThrottledError as exc:
+        message = f"Too many links were asked for. Try again in {_duration(exc.retry_after)}."
+        context = {"values": values, "errors": {"form": message}}
+        return render(request, "auth/password_reset_request.html", context, 429)
+    return redirect(request, url_for(request, "login"), RESET_SENT)
+
+
+def _reset_page(
+    request: Request, token: str, account: User, errors: dict[str, str], status_code: int = 200
+) -> Response:
+    context = {"token": token, "account": account, "errors": errors}
+    return render(request, "auth/password_reset_form.html", context, status_code)
+
+
+@router.get("/password-reset/{token}", name="password_reset_form")
+def password_reset_link(request: Request, db: SessionDep, token: str) -> Response:
+    """The form a mailed reset link opens: choose a new password."""
+    try:
+        account = password_reset.check_link(db, token=token)
+    except InvalidLinkError:
+        return _invalid_link(request, reset=True)
+    return _reset_page(request, token, account, {})
+
+
+@router.post("/password-reset/{token}", name="password_reset_confirm", dependencies=[CsrfProtected])
+def confirm_password_reset(
+    request: Request,
+    db: SessionDep,
+    token: str,
+    new_password: FormText = "",
+    confirm_password: FormText = "",
+) -> Response:
+    """Set the new password, end every session and token of the account, and log in."""
+    try:
+        account = password_reset.check_link(db, token=token)
+    except InvalidLinkError:
+        return _invalid_link(request, reset=True)
+    result = validate(PasswordResetConfirmation, {"token": token, "new_password": new_password})
+    errors = result if isinstance(result, dict) else {}
+    if new_password != confirm_password:
+        errors.setdefault("confirm_password", "The passwords do not match")
+    if errors or isinstance(result, dict):
+        return _reset_page(request, token, account, errors, 422)
+    try:
+        user = password_reset.reset_password(db, token=token, new_password=result.new_password)
+    except InvalidLinkError:
+        return _invalid_link(request, reset=True)
+    message = "Your password has been changed, and every other session has been logged out."
+    return _logged_in(request, db, user, message, "/")
+
+
+@router.get("/verify-email/{token}", name="verify_email")
+def verify_email_link(request: Request, db: SessionDep, token: str) -> Response:
+    """The page a mailed verification link opens: confirm the address with one button (a
+    link alone changes nothing, as mail scanners follow links)."""
+    try:
+        account, email = verification.check_link(db, token=token)
+    except InvalidLinkError:
+        return _invalid_link(request, reset=False)
+    context = {"token": token, "account": account, "email": email}
+    return render(request, "auth/verify_email.html", context)
+
+
+@router.post("/verify-email/{token}", name="verify_email_submit", dependencies=[CsrfProtected])
+def verify_email(request: Request, db: SessionDep, user: CurrentUser, token: str) -> Response:
+    """Confirm the address; a new one replaces the old, which is told."""
+    target = url_for(request, "account") if user else url_for(request, "home")
+    try:
+        account = verification.verify(db, token=token, site=mail_site(request))
+    except InvalidLinkError:
+        return _invalid_link(request, reset=False)
+    except DuplicateError as exc:
+        return redirect(request, target, f"{exc.message}.", "error")
+    return redirect(request, target, f"Thank you: {account.email} is confirmed.")

@@ -56,3 +56,7 @@ class InvalidFieldError(Exception):
         super().__init__(message)
         self.field = field
         self.message = message
+
+
+class InvalidLinkError(Exception):
+    """A mailed link that is unknown, already used, expired or replaced by a newer one."""

@@ -4,7 +4,10 @@ Two things are counted, each row keyed by what it counts against:
 - failed password checks (logging in, or confirming the current password before a sensitive
   change), against the account (`user:<id>`), or for a name no account has, that name
   (`name:<lower-cased name>`), and against the client's address (`ip:<address>`);
-- registrations, against the client's address (`register:<address>`).
+- registrations, against the client's address (`register:<address>`);
+- password reset requests, against the client's address (`reset-ip:<address>`) and the email
+  address asked about (`reset-email:<address>`, whether or not an account has it);
+- verification mails sent again on request, against the account (`verify:<id>`).
 
 An IPv4 address counts on its own; an IPv6 address counts with the rest of its /64, which
 one subscriber usually holds whole and can pick any address from.
@@ -108,18 +111,53 @@ def clear_login_failures(db: Session, *, key: str) -> None:
 def check_registrations(db: Session, *, key: str, now: datetime | None = None) -> None:
     """Raise ThrottledError if the address behind `key` registered its allowance already
     within the window; the wait lasts until the oldest of those leaves it."""
+    check_allowance(
+        db, key=key, allowance=REGISTRATIONS_PER_ADDRESS, window=REGISTRATION_WINDOW, now=now
+    )
+
+
+def check_allowance(
+    db: Session, *, key: str, allowance: int, window: timedelta, now: datetime | None = None
+) -> None:
+    """Raise ThrottledError if `key` was counted `allowance` times within `window`; the
+    wait lasts until the oldest of those leaves it."""
     now = now or utcnow()
     recent = db.scalars(
         select(LoginFailure.failed_at)
-        .where(LoginFailure.key == key, LoginFailure.failed_at > now - REGISTRATION_WINDOW)
+        .where(LoginFailure.key == key, LoginFailure.failed_at > now - window)
         .order_by(LoginFailure.failed_at.desc())
-        .limit(REGISTRATIONS_PER_ADDRESS)
+        .limit(allowance)
     ).all()
-    if len(recent) >= REGISTRATIONS_PER_ADDRESS:
-        wait = math.ceil((recent[-1] + REGISTRATION_WINDOW - now).total_seconds())
+    if len(recent) >= allowance:
+        wait = math.ceil((recent[-1] + window - now).total_seconds())
         raise ThrottledError(max(wait, 1))
 
 
 def count_registration(db: Session, *, key: str) -> None:
     """Count one registration in the current transaction (committed with the account)."""
     db.add(LoginFailure(key=key))
+
+
+# ---------------------------------------------------------------- mailed links
+
+MAIL_WINDOW = timedelta(hours=1)
+RESETS_PER_ADDRESS = 20
+RESETS_PER_EMAIL = 3
+VERIFICATIONS_PER_ACCOUNT = 3
+
+
+def reset_address_key(client_ip: str) -> str:
+    return _key("reset-ip", address_group(client_ip))
+
+
+def reset_email_key(email: str) -> str:
+    return _key("reset-email", email.strip().lower())
+
+
+def verification_key(user_id: int) -> str:
+    return _key("verify", str(user_id))
+
+
+def count_mail_request(db: Session, *, keys: list[str]) -> None:
+    """Count a request for a mailed link against `keys`, in the current transaction."""
+    db.add_all(LoginFailure(key=key) for key in keys)

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from models import User
 from schemas import MAX_ID, UserCreate, UserUpdate
-from services import accounts, passwords, throttling
+from services import accounts, mail, passwords, throttling, verification
 from services.errors import DuplicateError, NotFoundError
 from services.media import remove_avatar, remove_orphans, store_avatar
 
@@ -54,14 +54,15 @@ def _commit_unique(db: Session) -> None:
         raise DuplicateError(UNUSABLE) from exc
 
 
-def create_user(db: Session, *, data: UserCreate, client_ip: str) -> User:
+def create_user(db: Session, *, data: UserCreate, client_ip: str, site: mail.Site) -> User:
     """Register an account, within the registrations allowed from the client's address.
 
     Raises ThrottledError when the address has used them up, DuplicateError when the name or
     email address belongs to another account (which counts as a registration too: each one
     answers whether an address is registered). The password is hashed between the two
     short transactions, never while one is open: on SQLite a write request's first statement
-    takes the database's write lock, and every other writer would wait on argon2.
+    takes the database's write lock, and every other writer would wait on argon2. The
+    verification mail is queued in the transaction that creates the account.
     """
     key = throttling.registration_key(client_ip)
     throttling.check_registrations(db, key=key)
@@ -71,6 +72,7 @@ def create_user(db: Session, *, data: UserCreate, client_ip: str) -> User:
         _ensure_unique(db, username=data.username, email=data.email)
         user = User(username=data.username, email=data.email, password_hash=password_hash)
         db.add(user)
+        verification.send_link(db, user=user, email=user.email, site=site)
         throttling.count_registration(db, key=key)
         _commit_unique(db)
     except DuplicateError:
@@ -81,20 +83,34 @@ def create_user(db: Session, *, data: UserCreate, client_ip: str) -> User:
     return user
 
 
-def update_user(db: Session, *, user: User, data: UserUpdate, client_ip: str) -> User:
-    """Change the username or email address. A new email address needs the current password
-    (`data.current_password`): the address is where the account is recovered from, so a
-    stolen session or token alone must not be enough to change it."""
+def update_user(
+    db: Session, *, user: User, data: UserUpdate, client_ip: str, site: mail.Site
+) -> User:
+    """Change the username, time zone or email address. A new email address needs the
+    current password (`data.current_password`): the address is where the account is
+    recovered from, so a stolen session or token alone must not be enough to change it.
+
+    A new address is only pending: a verification link is mailed to it, and it replaces the
+    current one once followed (services.verification). Giving the current address again
+    cancels a pending change.
+    """
     changes = data.model_dump(exclude_unset=True, exclude={"current_password"})
-    if "email" in changes and changes["email"] != user.email:
+    new_email = changes.pop("email", None)
+    changing = new_email is not None and new_email != user.email
+    if changing:
         accounts.confirm_password(
             db, user=user, password=data.current_password, client_ip=client_ip
         )
     _ensure_unique(
-        db, username=changes.get("username"), email=changes.get("email"), exclude=user.id
+        db, username=changes.get("username"), email=new_email if changing else None, exclude=user.id
     )
     for field, value in changes.items():
         setattr(user, field, value)
+    if changing:
+        user.pending_email = new_email
+        verification.send_link(db, user=user, email=new_email, site=site)
+    elif new_email is not None:
+        user.pending_email = None
     _commit_unique(db)
     return user
 

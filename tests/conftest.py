@@ -24,6 +24,7 @@ from services.text import slugify
 from tests.support.accounts import PASSWORD
 from tests.support.clock import MovableClock
 from tests.support.pg import PostgresCluster
+from tests.support.smtp import MailCatcher
 from web.cookies import SESSION_COOKIE
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -114,7 +115,24 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, media_dir=tmp_path / "media", debug=True)
+    # No mail thread: tests deliver the outbox themselves (services.mail.deliver_due).
+    return Settings(
+        database_url=database_url,
+        media_dir=tmp_path / "media",
+        debug=True,
+        outbox_dir=tmp_path / "outbox",
+        mail_poll_seconds=0,
+    )
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[MailCatcher]:
+    """A real SMTP server (aiosmtpd) on a loopback port, keeping what it receives."""
+    catcher = MailCatcher().start()
+    try:
+        yield catcher
+    finally:
+        catcher.stop()
 
 
 @pytest.fixture

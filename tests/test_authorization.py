@@ -2,14 +2,16 @@
 author: the expected status, and the data unchanged wherever the request is refused."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from config import utcnow
-from models import Post, ReviewLink, Revision, User
+from models import OutboxMessage, Post, ReviewLink, Revision, User
 from schemas import PostUpdate
+from services import account_links
 from services.passwords import hash_password
 from services.posts import update_post
 from services.reviews import create_review_link
@@ -37,11 +39,16 @@ class Case:
     post_status: str = "published"
     # Edited once before the request, so that it has two revisions (the first to restore).
     edited: bool = False
+    # Open to anyone (a mailed link's token is the authority): the change must happen
+    # whoever sends it, and no one is sent to the log-in page.
+    public: bool = False
 
 
 PAGE_AUTHOR_ONLY = {"anonymous": 303, "other": 403, "author": 303}
 PAGE_SELF = {"anonymous": 303, "other": 303, "author": 303}
 API_AUTHOR_ONLY = {"anonymous": 401, "other": 403, "author": None}
+ANYONE = {"anonymous": 303, "other": 303, "author": 303}
+NEW_PASSWORD = "a brand new passphrase"
 
 CASES = [
     Case(
@@ -184,6 +191,33 @@ CASES = [
             ),
         )
     ),
+    Case("POST", "/account/verification", {}, "page", PAGE_SELF),
+    Case("POST", "/password-reset", {"email": "author@example.com"}, "page", ANYONE, public=True),
+    Case(
+        "POST",
+        "/password-reset/{reset}",
+        {"new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD},
+        "page",
+        ANYONE,
+        public=True,
+    ),
+    Case("POST", "/verify-email/{verify}", {}, "page", ANYONE, public=True),
+    Case(
+        "POST",
+        "/api/password-reset",
+        {"email": "author@example.com"},
+        "api",
+        {"anonymous": 202, "other": 202, "author": 202},
+        public=True,
+    ),
+    Case(
+        "POST",
+        "/api/password-reset/confirm",
+        {"token": "{reset}", "new_password": NEW_PASSWORD},
+        "api",
+        {"anonymous": 204, "other": 204, "author": 204},
+        public=True,
+    ),
 ]
 
 
@@ -191,14 +225,23 @@ def snapshot(db) -> tuple:
     db.commit()  # end the read transaction: on SQLite it would keep showing an old snapshot
     db.expire_all()
     users = db.execute(
-        select(User.id, User.username, User.email, User.timezone).order_by(User.id)
+        select(
+            User.id,
+            User.username,
+            User.email,
+            User.timezone,
+            User.password_hash,
+            User.email_verified_at,
+            User.pending_email,
+        ).order_by(User.id)
     ).all()
     posts = db.execute(
         select(Post.id, Post.title, Post.content, Post.status).order_by(Post.id)
     ).all()
     links = db.scalars(select(ReviewLink.id).order_by(ReviewLink.id)).all()
     revisions = db.execute(select(Revision.post_id, Revision.number).order_by(Revision.id)).all()
-    return tuple(users), tuple(posts), tuple(links), tuple(revisions)
+    mail = db.scalar(select(func.count(OutboxMessage.id)))
+    return tuple(users), tuple(posts), tuple(links), tuple(revisions), mail
 
 
 @pytest.mark.parametrize("actor", ["anonymous", "other", "author"])
@@ -221,7 +264,16 @@ def test_authorization_matrix(
     link_id = 0
     if "{link}" in case.path:
         link_id = create_review_link(db, post=post)[0].id
-    path = case.path.format(post=post.id, author=author.id, link=link_id)
+    tokens = {
+        purpose: account_links.issue(
+            db, user=author, purpose=purpose, email=author.email, ttl=timedelta(hours=1)
+        )
+        for purpose in ("reset", "verify")
+    }
+    db.commit()
+    fill = {"post": post.id, "author": author.id, "link": link_id, **tokens}
+    path = case.path.format(**fill)
+    body = {k: v.format(**fill) if isinstance(v, str) else v for k, v in case.body.items()}
     user = {"author": author, "other": other}.get(actor)
     before = snapshot(db)
 
@@ -229,13 +281,16 @@ def test_authorization_matrix(
         if user:
             browser_session(client, user)
         # A valid token for this client, so only authorisation can refuse the request.
-        data = {**case.body, "csrf_token": form_token(client, "/" if user else "/login")}
+        data = {**body, "csrf_token": form_token(client, "/" if user else "/login")}
         response = client.request(case.method, path, data=data, follow_redirects=False)
     else:
         headers = api_headers(user) if user else {}
-        response = client.request(case.method, path, json=case.body or None, headers=headers)
+        response = client.request(case.method, path, json=body or None, headers=headers)
 
     assert response.status_code == case.expected[actor], response.text
+    if case.public:
+        assert snapshot(db) != before
+        return
     if actor == "anonymous" and case.kind == "page":
         assert "/login" in response.headers["location"]
     refused = response.status_code in {401, 403, 404} or (actor == "anonymous")

@@ -28,12 +28,16 @@ COMMANDS = {
     "seed": ["--users", "--posts", "--database-url", "--seed"],
     "backup": ["--output", "--database-url"],
     "check": [],
+    "send-mail": [],
 }
 PRODUCTION = {
     "DEBUG": "false",
     "SECRET_KEY": "k" * 40,
     "SECURE_COOKIES": "true",
     "ALLOWED_HOSTS": "blog.example.org",
+    "SMTP_HOST": "smtp.example.org",
+    "MAIL_FROM": "Inkwell <blog@example.org>",
+    "PUBLIC_URL": "https://blog.example.org",
 }
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services import account_links, mail
 from tests.support.accounts import PASSWORD, form_token, login
 from tests.support.images import png_bytes
 from tests.support.server import ROOT
@@ -159,7 +160,7 @@ def describe(messages: list[dict]) -> str:
 
 # The markup does not depend on the database, so one backend is enough.
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_every_page_type_is_valid_html(client, make_account, make_user, make_post, tmp_path):
+def test_every_page_type_is_valid_html(client, db, make_account, make_user, make_post, tmp_path):
     pages = Pages(client)
 
     # ---- an empty site
@@ -207,6 +208,27 @@ def test_every_page_type_is_valid_html(client, make_account, make_user, make_pos
     )
     pages.get("login", "/login")
     pages.post("login-error", "/login", {"username": "writer", "password": "wrong"}, status=400)
+    pages.get("password-reset", "/password-reset")
+    pages.post("password-reset-errors", "/password-reset", {"email": "nope"}, status=422)
+    pages.get("link-no-longer-works", "/password-reset/nonsense", status=400)
+    writer.pending_email = "writer-new@example.com"
+    tokens = {
+        purpose: account_links.issue(
+            db, user=writer, purpose=purpose, email=email, ttl=timedelta(hours=1)
+        )
+        for purpose, email in (("reset", writer.email), ("verify", writer.pending_email))
+    }
+    db.commit()
+    reset = f"/password-reset/{tokens['reset']}"
+    pages.get("password-reset-link", reset)
+    pages.post("password-reset-link-errors", reset, {"new_password": "x"}, status=422)
+    pages.get("verify-email-link", f"/verify-email/{tokens['verify']}")
+    site = mail.Site("Inkwell", "http://testserver/", "http://testserver/account", str, str)
+    for template in ("password_reset", "verify_email", "email_changed"):
+        context = {"username": "writer", "link": "http://testserver/x", "new_email": "a@b.example"}
+        pages.html[f"mail-{template}"] = mail.render(template, site=site, changing=True, **context)[
+            1
+        ]
 
     # ---- the writer, logged in (the flash of each redirect shows on the next page)
     login(client, "writer")
@@ -246,7 +268,7 @@ def test_every_page_type_is_valid_html(client, make_account, make_user, make_pos
     pages.get("history-diff", f"{history}/diff", **{"from": 1, "to": 2})
     pages.get("history-diff-unchanged", f"{history}/diff", **{"from": 2, "to": 2})
     pages.get("history-restore", f"{history}/1/restore")
-    pages.get("account", "/account")
+    pages.get("account-email-pending", "/account")
     pages.post("account-errors", "/account", {"username": "", "email": "nope"}, status=422)
     pages.post(
         "account-password-errors",

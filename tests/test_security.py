@@ -86,6 +86,9 @@ def test_deployment_self_check():
         debug=False,
         secure_cookies=True,
         allowed_hosts=["blog.example"],
+        smtp_host="smtp.blog.example",
+        mail_from="blog@blog.example",
+        public_url="https://blog.example",
     )
     assert deployment_problems(production) == []
     development = Settings()

@@ -705,3 +705,70 @@ def test_markers_in_rows_written_elsewhere_still_give_balanced_markup(client, ma
     main = response.text.split("<main", 1)[1]
     assert main.count("<mark>") == main.count("</mark>")
     assert "<b>" not in main
+
+
+def test_xss_corpus_in_mailed_links_and_mail(app, client, db, backend, make_user, browser_session):
+    """Hostile names and addresses (legacy rows) on the pages mailed links open, the account
+    page's pending address, the reset form's reflected address, and the mail itself (the
+    HTML alternative is autoescaped; its inline styles are what mail clients need, so only
+    what could run is looked for there)."""
+    from datetime import timedelta
+
+    from services import account_links, mail
+
+    audit = Audit(backend)
+    site = mail.Site("Inkwell", "http://testserver/", "http://testserver/account", str, str)
+    reset_token = form_token(client, "/password-reset")
+    for number, payload in enumerate(PAYLOADS):
+        email = f"u{number}.{payload}"[:120]
+        user = make_user(f"{payload[:44]}~{number:03d}", email=email, pending_email=email[::-1])
+        tokens = {
+            purpose: account_links.issue(
+                db, user=user, purpose=purpose, email=address, ttl=timedelta(hours=1)
+            )
+            for purpose, address in (("reset", user.email), ("verify", user.pending_email))
+        }
+        db.commit()
+        where = f"GET /password-reset/{{token}} [{payload!r}]"
+        response = client.get(f"/password-reset/{tokens['reset']}")
+        root = audit.page(where, response, shown=[("username", payload)])
+        audit.shows(where, "username", root.find_all("strong")[0].text(), user.username, exact=True)
+        where = f"GET /verify-email/{{token}} [{payload!r}]"
+        response = client.get(f"/verify-email/{tokens['verify']}")
+        root = audit.page(where, response, shown=[("pending email", payload[::-1])])
+        audit.shows(
+            where, "address", root.find_all("strong")[0].text(), user.pending_email, exact=True
+        )
+        with TestClient(app) as member:
+            browser_session(member, user)
+            where = f"GET /account pending [{payload!r}]"
+            root = audit.page(
+                where, member.get("/account"), shown=[("pending email", payload[::-1])]
+            )
+            audit.shows(where, "pending", root.by_id("email-status").text(), user.pending_email)
+        where = f"POST /password-reset email={payload!r}"
+        response = client.post(
+            "/password-reset", data={"email": payload, "csrf_token": reset_token}
+        )
+        root = audit.page(where, response, status=422, shown=[("reset email", payload)])
+        audit.shows(where, "email box", attr_of(root, "field-email", "value"), payload, exact=True)
+        for template in ("password_reset", "verify_email", "email_changed"):
+            where = f"mail {template} [{payload!r}]"
+            text, html = mail.render(
+                template,
+                site=site,
+                username=payload,
+                link="http://x/",
+                new_email=payload,
+                changing=True,
+            )
+            audit.expect(where, payload in text, "the plain text does not show the value as typed")
+            root, problems = inspect_html(html)
+            for problem in problems:
+                # The template's own inline styles; a value could never add one (escaped).
+                if not problem.message.startswith("style attribute"):
+                    audit.flag(where, problem.message, executable=problem.executable)
+            audit._unescaped(where, html, [("mail", payload)])
+            audit.expect(where, payload in root.text(), "the HTML does not show the value as text")
+    print(audit.summary())
+    assert not audit.problems, "\n".join(audit.problems[:60])

@@ -8,6 +8,8 @@ from starlette.datastructures import URL, URLPath
 from starlette.requests import Request
 from starlette.routing import BaseRoute, NoMatchFound
 
+from services.mail import Site
+
 
 def _leaf_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
     """Every route that builds its own URLs, with FastAPI's included routers opened up."""
@@ -58,3 +60,22 @@ def post_url(request: Request, post: Any) -> str:
     """A post's canonical address: `/posts/{id}/{slug}`. The id keeps it unique and
     permanent; the slug says what it is (an old slug redirects to the current one)."""
     return str(url_for(request, "post_detail", post_id=post.id, slug=post.slug))
+
+
+def public_url_for(request: Request, name: str, /, **params: Any) -> str:
+    """The absolute URL of route `name` for a message that leaves the site (mail): on the
+    configured PUBLIC_URL, so that no Host header a client sends can put its own site into
+    a password reset link; on the request's own address where none is configured."""
+    base = request.app.state.settings.public_url or str(request.base_url).rstrip("/")
+    return base + str(url_path(request.app, name, params))
+
+
+def mail_site(request: Request) -> Site:
+    """The site as its mail describes it: name and absolute links."""
+    return Site(
+        name=request.app.state.settings.site_name,
+        home=public_url_for(request, "home"),
+        account=public_url_for(request, "account"),
+        password_reset=lambda token: public_url_for(request, "password_reset_form", token=token),
+        verify_email=lambda token: public_url_for(request, "verify_email", token=token),
+    )

@@ -2,10 +2,11 @@
 
 from fastapi import APIRouter
 
-from routers.api import accounts, posts, revisions
+from routers.api import accounts, posts, recovery, revisions
 from web.middleware import BodyLimitedRoute
 
 router = APIRouter(prefix="/api", tags=["api"], route_class=BodyLimitedRoute)
 router.include_router(accounts.router)
 router.include_router(posts.router)
 router.include_router(revisions.router)
+router.include_router(recovery.router)

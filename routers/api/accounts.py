@@ -39,6 +39,7 @@ from web.deps import ApiToken, ApiUser, Paging, SettingsDep
 from web.middleware import UPLOAD_BODY_LIMIT, BodyLimitedRoute, body_limit
 from web.privacy import Public
 from web.security import client_ip
+from web.urls import mail_site
 
 router = APIRouter(route_class=BodyLimitedRoute)
 
@@ -89,7 +90,9 @@ def create_user(data: UserCreate, request: Request, db: SessionDep) -> Any:
     that belongs to another account gets 409, the same answer for either; each address may
     register a limited number of times an hour (429 past that)."""
     with throttled(TOO_MANY_REGISTRATIONS):
-        return users.create_user(db, data=data, client_ip=client_ip(request))
+        return users.create_user(
+            db, data=data, client_ip=client_ip(request), site=mail_site(request)
+        )
 
 
 @router.get("/users/me", response_model=UserPrivate, responses=AUTH)
@@ -105,9 +108,11 @@ USER_UPDATE_RESPONSES = AUTH | WRONG_PASSWORD | CONFLICT | BODY | THROTTLED
 def update_me(data: UserUpdate, request: Request, db: SessionDep, user: ApiUser) -> Any:
     """Change the authenticated user's username or email. A new email address needs
     `current_password` in the body (403 without the right one; checks are throttled like
-    logins, 429)."""
+    logins, 429), and becomes `pending_email` until the link mailed to it is followed."""
     with throttled():
-        return users.update_user(db, user=user, data=data, client_ip=client_ip(request))
+        return users.update_user(
+            db, user=user, data=data, client_ip=client_ip(request), site=mail_site(request)
+        )
 
 
 @router.put(
@@ -221,7 +226,9 @@ def update_user(
     `current_password`, as for /users/me)."""
     target = _only_self(user_id, db, user)
     with throttled():
-        return users.update_user(db, user=target, data=data, client_ip=client_ip(request))
+        return users.update_user(
+            db, user=target, data=data, client_ip=client_ip(request), site=mail_site(request)
+        )
 
 
 @router.delete(

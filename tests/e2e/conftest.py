@@ -8,6 +8,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.support.browser import ARTIFACTS_DIR, CHROMIUM, CHROMIUM_ARGS, E2E_DIR
 from tests.support.server import migrate, running_server
+from tests.support.smtp import MailCatcher
 
 _reports = pytest.StashKey[dict[str, pytest.TestReport]]()
 
@@ -60,5 +61,37 @@ def page(browser: Browser, live_server: str, request: pytest.FixtureRequest) -> 
             ARTIFACTS_DIR.mkdir(exist_ok=True)
             name = re.sub(r"[^\w.-]+", "_", request.node.name)
             browser_page.screenshot(path=ARTIFACTS_DIR / f"{name}.png", full_page=True)
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def caught_mail() -> Iterator[MailCatcher]:
+    """The SMTP server (aiosmtpd) that `mailing_server` sends its mail to."""
+    catcher = MailCatcher().start()
+    try:
+        yield catcher
+    finally:
+        catcher.stop()
+
+
+@pytest.fixture(scope="module")
+def mailing_server(
+    tmp_path_factory: pytest.TempPathFactory, caught_mail: MailCatcher
+) -> Iterator[str]:
+    """The real app with its mail going to `caught_mail`, looked for every 0.2 s."""
+    directory = tmp_path_factory.mktemp("mailing")
+    database_url = f"sqlite:///{directory / 'e2e.db'}"
+    migrate(database_url)
+    env = {**caught_mail.env, "MAIL_POLL_SECONDS": "0.2"}
+    with running_server(database_url, directory / "media", **env) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def mailing_page(browser: Browser, mailing_server: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=mailing_server)
+    try:
+        yield context.new_page()
     finally:
         context.close()

@@ -23,7 +23,15 @@ def migrate(database_url: str) -> None:
 
 
 def server_env(database_url: str, media_dir: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": database_url, "MEDIA_DIR": str(media_dir), **extra}
+    # Mail written as files (no SMTP_HOST given) lands beside the media, not in the checkout.
+    outbox = str(media_dir.parent / "outbox")
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MEDIA_DIR": str(media_dir),
+        "OUTBOX_DIR": outbox,
+        **extra,
+    }
 
 
 def server_command(port: int, workers: int) -> list[str]:

@@ -39,7 +39,9 @@ class ServerGroup:
         media_dir: Path,
         workers: int = 2,
         clock_file: Path | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
+        self.extra_env = extra_env or {}
         self.database_url = database_url
         self.media_dir = media_dir
         self.workers = workers
@@ -53,7 +55,7 @@ class ServerGroup:
     def start(self) -> None:
         assert self.process is None, "already running"
         self.media_dir.mkdir(parents=True, exist_ok=True)
-        extra = {"UPLOAD_ORPHAN_GRACE_SECONDS": str(ORPHAN_GRACE_S)}
+        extra = {"UPLOAD_ORPHAN_GRACE_SECONDS": str(ORPHAN_GRACE_S), **self.extra_env}
         if self.clock_file is not None:
             extra["CLOCK_FILE"] = str(self.clock_file)
         env = server_env(self.database_url, self.media_dir, **extra)
