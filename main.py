@@ -7,16 +7,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from config import Settings, file_clock, get_settings, startup_problem, use_clock
 from database import Database
 from routers import account, api, feeds, pages, writing
+from routers import media as media_pages
 from services.posts import rerender_stale_posts
-from services.users import remove_orphaned_avatars
+from services.storage import LocalStorage, storage_for
+from services.users import remove_orphaned_files
 from web.compression import CompressionMiddleware, HeadMiddleware
 from web.errors import register_error_handlers
+from web.media import MediaFiles
 from web.middleware import (
     ETagMiddleware,
     FingerprintedStaticFiles,
@@ -54,12 +56,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     with app.state.database.session(write=True) as db:
         # Posts written before the current Markdown renderer get their HTML brought up to date.
         rerender_stale_posts(db)
-        # Files a crash stranded between writing a picture and committing it.
-        removed = remove_orphaned_avatars(
-            db, avatar_dir=settings.avatar_dir, grace_seconds=settings.upload_orphan_grace_seconds
-        )
-        if removed:
-            logger.warning("Removed %d orphaned picture files", len(removed))
+        # Files a crash stranded between writing a picture and committing it (in database
+        # storage the transaction took them with it).
+        storage = app.state.media_storage
+        if isinstance(storage, LocalStorage):
+            removed = remove_orphaned_files(
+                db, storage=storage, grace_seconds=settings.upload_orphan_grace_seconds
+            )
+            if removed:
+                logger.warning("Removed %d orphaned picture files", len(removed))
     # Everything loaded so far lives as long as the process: keep the garbage collector from
     # scanning it again and again (fewer, shorter pauses under load).
     gc.freeze()
@@ -103,15 +108,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outside development the templates never change under a running server, so Jinja need
     # not look at each file's modification time on every render.
     templates.env.auto_reload = settings.debug
-    settings.avatar_dir.mkdir(parents=True, exist_ok=True)
+    app.state.media_storage = storage_for(settings)
     app.mount("/static", FingerprintedStaticFiles(directory=STATIC_DIR), name="static")
-    app.mount("/media", StaticFiles(directory=settings.media_dir), name="media")
+    if settings.media_storage == "database":
+        app.include_router(media_pages.serving)
+    else:
+        settings.avatar_dir.mkdir(parents=True, exist_ok=True)
+        app.mount("/media", MediaFiles(directory=settings.media_dir), name="media")
     app.include_router(api.router)
     # Before the pages: /posts/{id}/edit must not be read as a post whose slug is "edit"
     # (services.posts reserves such slugs).
     app.include_router(writing.router)
     app.include_router(pages.router)
     app.include_router(account.router)
+    app.include_router(media_pages.router)
     app.include_router(feeds.router)
     _add_middleware(app, settings)
     register_error_handlers(app)

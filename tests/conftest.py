@@ -113,8 +113,13 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, media_dir=tmp_path / "media", debug=True)
+def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """The app's settings; `parametrize("settings", ["local", "database"], indirect=True)`
+    runs a test with each media storage."""
+    storage = getattr(request, "param", "local")
+    return Settings(
+        database_url=database_url, media_dir=tmp_path / "media", debug=True, media_storage=storage
+    )
 
 
 @pytest.fixture

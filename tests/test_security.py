@@ -213,6 +213,7 @@ def _path_values(post) -> dict[str, object]:
         "user_id": post.user_id,
         "slug": post.slug,
         "link_id": 1,
+        "media_id": 1,
         "token": "no-such-review-token",
         "path": "css/style.css",
     }

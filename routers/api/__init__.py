@@ -2,9 +2,10 @@
 
 from fastapi import APIRouter
 
-from routers.api import accounts, posts
+from routers.api import accounts, media, posts
 from web.middleware import BodyLimitedRoute
 
 router = APIRouter(prefix="/api", tags=["api"], route_class=BodyLimitedRoute)
 router.include_router(accounts.router)
 router.include_router(posts.router)
+router.include_router(media.router)
