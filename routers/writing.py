@@ -3,8 +3,9 @@
 from dataclasses import asdict, dataclass, replace
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, UploadFile, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
 
 from database import SessionDep
 from models import Post, User

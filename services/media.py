@@ -165,7 +165,11 @@ def largest_size(width: int, height: int) -> tuple[int, int]:
     scale = min(
         1.0, POST_IMAGE_WIDTHS[-1] / width, math.sqrt(MAX_POST_IMAGE_PIXELS / (width * height))
     )
-    return max(1, round(width * scale)), max(1, round(height * scale))
+    if scale == 1.0:
+        return width, height
+    # Rounded down, so the result is within both limits and maps to itself (the renderer
+    # recognises a stored size by exactly that).
+    return max(1, math.floor(width * scale + 1e-9)), max(1, math.floor(height * scale + 1e-9))
 
 
 def variant_sizes(width: int, height: int) -> list[tuple[int, int]]:

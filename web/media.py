@@ -7,8 +7,9 @@ from io import BytesIO
 from os import PathLike
 from typing import Annotated, BinaryIO
 
-from fastapi import Depends, Request, UploadFile
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
