@@ -8,10 +8,11 @@ import pytest
 from sqlalchemy import select
 
 from config import utcnow
-from models import Post, ReviewLink, User
+from models import MediaFile, Post, ReviewLink, User
 from services.passwords import hash_password
 from services.reviews import create_review_link
 from tests.support.accounts import PASSWORD, form_token
+from tests.support.images import png_bytes, varied_png
 
 
 @cache
@@ -156,6 +157,62 @@ CASES = [
         {"anonymous": 401, "other": 404, "author": 200},
         "draft",
     ),
+    # The author's image (unused) and the one their post shows.
+    Case(
+        "DELETE", "/api/media/{media}", {}, "api", {**API_AUTHOR_ONLY, "other": 404, "author": 204}
+    ),
+    Case(
+        "DELETE",
+        "/api/media/{used_media}?force=true",
+        {},
+        "api",
+        {**API_AUTHOR_ONLY, "other": 404, "author": 204},
+    ),
+    Case(
+        "DELETE",
+        "/api/media/{used_media}",
+        {},
+        "api",
+        {**API_AUTHOR_ONLY, "other": 404, "author": 409},
+    ),
+    Case("POST", "/account/media/{media}/delete", {}, "page", {**PAGE_AUTHOR_ONLY, "other": 404}),
+    Case(
+        "POST",
+        "/account/media/{used_media}/delete",
+        {"confirm": "yes"},
+        "page",
+        {**PAGE_AUTHOR_ONLY, "other": 404},
+    ),
+    Case(
+        "POST",
+        "/account/media/{used_media}/delete",
+        {},
+        "page",
+        {"anonymous": 303, "other": 404, "author": 409},
+    ),
+    Case("POST", "/api/media", {}, "upload", {"anonymous": 401, "other": 201, "author": 201}),
+    Case("POST", "/account/media", {}, "page-upload", PAGE_SELF),
+    Case(
+        "POST",
+        "/account/media/upload",
+        {},
+        "page-upload",
+        {**PAGE_SELF, "other": 201, "author": 201},
+    ),
+    Case(
+        "POST",
+        "/posts/new",
+        {"title": "T", "content": "C", "action": "insert_image"},
+        "page-upload",
+        {**PAGE_SELF, "other": 200, "author": 200},
+    ),
+    Case(
+        "POST",
+        "/posts/{post}/edit",
+        {"title": "T", "content": "C", "version": "1", "action": "insert_image"},
+        "page-upload",
+        {"anonymous": 303, "other": 403, "author": 200},
+    ),
 ]
 
 
@@ -169,7 +226,8 @@ def snapshot(db) -> tuple:
         select(Post.id, Post.title, Post.content, Post.status).order_by(Post.id)
     ).all()
     links = db.scalars(select(ReviewLink.id).order_by(ReviewLink.id)).all()
-    return tuple(users), tuple(posts), tuple(links)
+    media = db.scalars(select(MediaFile.id).order_by(MediaFile.id)).all()
+    return tuple(users), tuple(posts), tuple(links), tuple(media)
 
 
 @pytest.mark.parametrize("actor", ["anonymous", "other", "author"])
@@ -190,28 +248,53 @@ def test_authorization_matrix(
     link_id = 0
     if "{link}" in case.path:
         link_id = create_review_link(db, post=post)[0].id
-    path = case.path.format(post=post.id, author=author.id, link=link_id)
+    media_ids = {}
+    if "media}" in case.path:
+        media_ids = {
+            "media": add_image(client, api_headers(author), "unused"),
+            "used_media": add_image(client, api_headers(author), "used", show_in=post),
+        }
+    path = case.path.format(post=post.id, author=author.id, link=link_id, **media_ids)
     user = {"author": author, "other": other}.get(actor)
     before = snapshot(db)
 
-    if case.kind == "page":
+    if case.kind.startswith("page"):
         if user:
             browser_session(client, user)
         # A valid token for this client, so only authorisation can refuse the request.
         data = {**case.body, "csrf_token": form_token(client, "/" if user else "/login")}
-        response = client.request(case.method, path, data=data, follow_redirects=False)
+        files = (
+            {"file": ("a.png", png_bytes(), "image/png")} if case.kind == "page-upload" else None
+        )
+        if files and "/posts/" in path:
+            files = {"image": files["file"]}
+        response = client.request(case.method, path, data=data, files=files, follow_redirects=False)
+    elif case.kind == "upload":
+        headers = api_headers(user) if user else {}
+        files = {"file": ("a.png", png_bytes(), "image/png")}
+        response = client.request(case.method, path, files=files, headers=headers)
     else:
         headers = api_headers(user) if user else {}
         response = client.request(case.method, path, json=case.body or None, headers=headers)
 
     assert response.status_code == case.expected[actor], response.text
-    if actor == "anonymous" and case.kind == "page":
+    if actor == "anonymous" and case.kind.startswith("page"):
         assert "/login" in response.headers["location"]
-    refused = response.status_code in {401, 403, 404} or (actor == "anonymous")
+    refused = response.status_code in {401, 403, 404, 409} or (actor == "anonymous")
     if refused:
         assert snapshot(db) == before
-    elif case.path.startswith(("/posts/{post}", "/api/posts/{post}", "/account/")):
+    elif case.path.startswith(("/posts/{post}", "/api/posts/{post}", "/account/", "/api/media")):
         assert snapshot(db) != before
+
+
+def add_image(client, headers: dict[str, str], seed: str, show_in: Post | None = None) -> int:
+    """An image in the author's library; shown in `show_in` if given."""
+    files = {"file": (f"{seed}.png", varied_png(seed), "image/png")}
+    body = client.post("/api/media", files=files, headers=headers).json()
+    if show_in is not None:
+        content = {"content": body["markdown"]}
+        assert client.patch(f"/api/posts/{show_in.id}", json=content, headers=headers).is_success
+    return body["id"]
 
 
 def test_edit_and_delete_controls_only_for_the_author(
