@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 import main
 from database import Database
-from models import AuthSession, LoginFailure, Post, User
+from models import AuthSession, LoginFailure, MediaFile, Post, User
 from services.passwords import hash_password
 from services.posts import rendered_fields
 from services.sessions import create_session
@@ -117,6 +117,7 @@ APP.app = None
 # so is an upload that is not a picture. A schema-valid request may get 422 for these only.
 COMMON_PASSWORD = "is too common"
 PICTURE_ROUTE = "PUT /api/users/me/picture"
+MEDIA_ROUTE = "POST /api/media"
 
 
 # email-validator refuses special-use domains (.test, .local …): they cannot receive mail.
@@ -132,7 +133,7 @@ def filter_failure(context: Any, failure: Any, case: schemathesis.Case, response
         detail = response.json()["detail"]
     except (ValueError, TypeError, KeyError):
         return True
-    if route(case) == PICTURE_ROUTE and isinstance(detail, str):
+    if route(case) in (PICTURE_ROUTE, MEDIA_ROUTE) and isinstance(detail, str):
         return False  # a well-formed upload whose bytes are not a picture
     errors = detail if isinstance(detail, list) else []
     unexpressible = (COMMON_PASSWORD, RESERVED_EMAIL_DOMAIN)
@@ -167,6 +168,7 @@ class Account:
     user_id: int
     username: str
     post_id: int
+    media_id: int
 
 
 class World:
@@ -178,9 +180,10 @@ class World:
             users = [self._add_user(db, name) for name in ("fuzz-owner", "fuzz-other")]
             db.flush()
             posts = [self._add_post(db, user.id, user.username) for user in users]
+            images = [self._add_image(db, user.id) for user in users]
             db.commit()
-            pairs = zip(users, posts, strict=True)
-            self.owner, self.other = (Account(u.id, u.username, p.id) for u, p in pairs)
+            rows = zip(users, posts, images, strict=True)
+            self.owner, self.other = (Account(u.id, u.username, p.id, m.id) for u, p, m in rows)
 
     @staticmethod
     def _add_user(db: Session, username: str, user_id: int | None = None) -> User:
@@ -198,6 +201,15 @@ class World:
         db.add(post)
         return post
 
+    @staticmethod
+    def _add_image(db: Session, user_id: int, media_id: int | None = None) -> MediaFile:
+        # A row alone: deleting it removes files that are not there, which is allowed.
+        image = MediaFile(
+            id=media_id, user_id=user_id, digest=f"{user_id:032x}", width=8, height=8, byte_size=1
+        )
+        db.add(image)
+        return image
+
     def restore(self, db: Session) -> str:
         """Start from the same rows every time; return a new API token of the fuzzer.
 
@@ -205,13 +217,14 @@ class World:
         credentials, not throttled by the earlier ones), so an example behaves the same when
         Hypothesis replays or shrinks it. The ids were drawn from the sequences at first.
         """
-        for model in (LoginFailure, AuthSession, Post, User):
+        for model in (LoginFailure, AuthSession, MediaFile, Post, User):
             db.execute(delete(model))
         for account in (self.owner, self.other):
             self._add_user(db, account.username, account.user_id)
         db.flush()
         for account in (self.owner, self.other):
             self._add_post(db, account.user_id, account.username, account.post_id)
+            self._add_image(db, account.user_id, account.media_id)
         db.commit()
         return create_session(db, user=db.get(User, self.owner.user_id), kind="api")
 
@@ -247,6 +260,8 @@ class World:
                 case.path_parameters["user_id"] = account.user_id
             if "post_id" in case.path_parameters:
                 case.path_parameters["post_id"] = account.post_id
+            if "media_id" in case.path_parameters:
+                case.path_parameters["media_id"] = account.media_id
         if not digest & 8:
             return
         for name in [name for name in case.headers if name.lower() == "if-match"]:
@@ -267,6 +282,8 @@ class World:
                 case.body["current_password"] = PASSWORD
         elif route(case) == PICTURE_ROUTE:
             case.body["picture"] = tiny_png()
+        elif route(case) == MEDIA_ROUTE:
+            case.body["file"] = tiny_png()
 
 
 def route(case: schemathesis.Case) -> str:

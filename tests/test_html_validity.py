@@ -7,12 +7,12 @@ and images; flash messages; forms with errors) and checked in one run, since sta
 takes most of the time.
 """
 
-import html
 import json
 import re
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from pathlib import Path
 
 import httpx
@@ -275,7 +275,7 @@ def test_every_page_type_is_valid_html(client, make_account, make_user, make_pos
     with_image = pages.post(
         "post-with-image",
         "/posts/new",
-        {"title": "A picture", "content": html.unescape(content), "action": "save"},
+        {"title": "A picture", "content": unescape(content), "action": "save"},
     )
     assert "srcset=" in with_image.text
     pages.get("media-library-in-use", "/account/media")
