@@ -13,24 +13,18 @@
   const content = form.querySelector("textarea[name=content]");
   const token = form.querySelector("input[name=csrf_token]");
   if (!input || !content || !token || !window.fetch) return;
-  // Where the cursor was when the text area last had the focus.
-  let start = content.value.length;
-  let end = start;
-  content.addEventListener("blur", () => {
-    start = content.selectionStart;
-    end = content.selectionEnd;
-  });
   button.hidden = true;
 
+  // A text area keeps its selection when it loses the focus, so this is where the cursor was.
   function insert(markdown) {
-    const before = content.value.slice(0, start);
-    const after = content.value.slice(end);
+    const before = content.value.slice(0, content.selectionStart);
+    const after = content.value.slice(content.selectionEnd);
     const gap = before && !before.endsWith("\n\n") ? (before.endsWith("\n") ? "\n" : "\n\n") : "";
     const inserted = gap + markdown + "\n";
     content.value = before + inserted + after;
-    start = end = before.length + inserted.length;
+    const caret = before.length + inserted.length;
     content.focus();
-    content.setSelectionRange(start, end);
+    content.setSelectionRange(caret, caret);
   }
 
   async function upload(file) {
