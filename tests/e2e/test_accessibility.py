@@ -19,6 +19,7 @@ from tests.support.api import (
     create_post,
     create_user,
     get_token,
+    upload_image,
     upload_picture,
 )
 from tests.support.browser import E2E_DIR
@@ -142,9 +143,12 @@ def site(live_server: str) -> Site:
     accounts = {name: create_user(live_server, name) for name in ("margaret", "tomas")}
     tokens = {name: get_token(live_server, name) for name in accounts}
     upload_picture(live_server, tokens["margaret"], landscape_png())
+    image = upload_image(live_server, tokens["margaret"], landscape_png())
     for author, title, content in OTHER_POSTS:
         create_post(live_server, tokens[author], title, content)
-    featured = create_post(live_server, tokens["margaret"], FEATURED_TITLE, FEATURED_CONTENT)
+    shown = image["markdown"].replace("![]", "![Hills at dawn]", 1)
+    content = f"{shown}\n\n{FEATURED_CONTENT}"
+    featured = create_post(live_server, tokens["margaret"], FEATURED_TITLE, content)
     return Site(accounts["margaret"], accounts["tomas"], featured["id"])
 
 
@@ -228,6 +232,7 @@ PAGES = [
     PageCase("search", f"/search?q={SEARCH_WORD}", "article.post-card mark"),
     PageCase("login", "/login", "form input[type=password]"),
     PageCase("new-post", "/posts/new", "form textarea", True),
+    PageCase("media-library", "/account/media", ".media-item img", True),
 ]
 
 
