@@ -245,18 +245,24 @@ def backup(
     ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Copy the database while the server keeps running.
+    """Copy the database while the server keeps running, and the media directory with it.
 
     SQLite's online backup API, or pg_dump for PostgreSQL; checked before it takes its name.
+    In local media storage, MEDIA_DIR is copied to <backup name>.media/ beside it.
     """
     from sqlalchemy.engine import make_url
 
+    from config import get_settings
     from services.backup import backup as copy_database
-    from services.backup import default_output
+    from services.backup import default_output, media_copy_path
 
     url = database_url_or_setting(database_url)
-    written = copy_database(url, output or default_output(make_url(url)))
+    settings = get_settings()
+    media_dir = settings.media_dir if settings.media_storage == "local" else None
+    written = copy_database(url, output or default_output(make_url(url)), media_dir)
     typer.echo(f"Backup written to {written} ({written.stat().st_size:,} bytes)")
+    if media_dir is not None:
+        typer.echo(f"Media copied to {media_copy_path(written)}")
 
 
 @app.command()

@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     # Mark cookies Secure; turn on whenever the site is served over https.
     secure_cookies: bool = False
     media_dir: Path = PROJECT_ROOT / "media"
+    # Where uploads are kept: files in media_dir, or rows of the database (several app hosts
+    # on one PostgreSQL then share nothing else).
+    media_storage: Literal["local", "database"] = "local"
+    # Post images per author, and the bytes all of them may take (every stored width counted).
+    media_max_files_per_user: int = Field(default=500, ge=1)
+    media_max_bytes_per_user: int = Field(default=200 * 1024 * 1024, ge=1)
     page_size: int = Field(default=10, ge=1, le=100)
     site_name: str = "Inkwell"
     # Stray picture files are removed at startup once older than this (a younger one may

@@ -7,18 +7,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from config import Settings, file_clock, get_settings, startup_problem, use_clock
 from database import Database
 from routers import account, api, feeds, health, history, pages, writing
+from routers import media as media_pages
 from services.mail import MailSender
 from services.maintenance import maintenance_turn
 from services.posts import rerender_stale_posts
-from services.users import remove_orphaned_avatars
+from services.storage import LocalStorage, storage_for
+from services.users import remove_orphaned_files
 from web.compression import CompressionMiddleware, HeadMiddleware
 from web.errors import register_error_handlers
+from web.media import MediaFiles
 from web.middleware import (
     ETagMiddleware,
     FingerprintedStaticFiles,
@@ -60,12 +62,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if mine:
             rerender_stale_posts(db)
         # Files a crash stranded between writing a picture and committing it: each host
-        # looks after its own media directory.
-        removed = remove_orphaned_avatars(
-            db, avatar_dir=settings.avatar_dir, grace_seconds=settings.upload_orphan_grace_seconds
-        )
-        if removed:
-            logger.warning("Removed %d orphaned picture files", len(removed))
+        # looks after its own media directory (in database storage the transaction took
+        # them with it).
+        storage = app.state.media_storage
+        if isinstance(storage, LocalStorage):
+            removed = remove_orphaned_files(
+                db, storage=storage, grace_seconds=settings.upload_orphan_grace_seconds
+            )
+            if removed:
+                logger.warning("Removed %d orphaned picture files", len(removed))
     # Everything loaded so far lives as long as the process: keep the garbage collector from
     # scanning it again and again (fewer, shorter pauses under load).
     gc.freeze()
@@ -116,9 +121,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outside development the templates never change under a running server, so Jinja need
     # not look at each file's modification time on every render.
     templates.env.auto_reload = settings.debug
-    settings.avatar_dir.mkdir(parents=True, exist_ok=True)
+    app.state.media_storage = storage_for(settings)
     app.mount("/static", FingerprintedStaticFiles(directory=STATIC_DIR), name="static")
-    app.mount("/media", StaticFiles(directory=settings.media_dir), name="media")
+    if settings.media_storage == "database":
+        app.include_router(media_pages.serving)
+    else:
+        settings.avatar_dir.mkdir(parents=True, exist_ok=True)
+        app.mount("/media", MediaFiles(directory=settings.media_dir), name="media")
     app.include_router(health.router)
     app.include_router(api.router)
     # Before the pages: /posts/{id}/edit must not be read as a post whose slug is "edit"
@@ -127,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(history.router)
     app.include_router(pages.router)
     app.include_router(account.router)
+    app.include_router(media_pages.router)
     app.include_router(feeds.router)
     _add_middleware(app, settings)
     register_error_handlers(app)

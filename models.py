@@ -367,3 +367,60 @@ class OutboxMessage(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+MEDIA_IMAGES_FOLDER = "images"
+
+
+class MediaFile(Base):
+    """An image uploaded for posts, stored at a few widths (services.images). Its files are
+    named by a hash of their content, so they never change under the same URL."""
+
+    __tablename__ = "media"
+    __table_args__ = (
+        # An author's library, newest first; the unique key finds a repeated upload.
+        Index("ix_media_user_id_created_at_id", "user_id", "created_at", "id"),
+        UniqueConstraint("user_id", "digest", name="uq_media_user_id_digest"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    digest: Mapped[str] = mapped_column(String(32))
+    # The widest stored copy; the narrower ones follow from it (media.variant_sizes).
+    width: Mapped[int]
+    height: Mapped[int]
+    byte_size: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"MediaFile(id={self.id!r}, digest={self.digest!r})"
+
+
+class PostMedia(Base):
+    """A post whose content shows a media image; kept in step with the content on every flush
+    (services.images), so "where is it used" is an index lookup."""
+
+    __tablename__ = "post_media"
+    __table_args__ = (Index("ix_post_media_media_id_post_id", "media_id", "post_id"),)
+
+    post_id: Mapped[int] = mapped_column(
+        ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True
+    )
+    media_id: Mapped[int] = mapped_column(
+        ForeignKey("media.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class MediaBlob(Base):
+    """A stored file in database storage mode (MEDIA_STORAGE=database)."""
+
+    __tablename__ = "media_blobs"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # Goes with its owner's account; None for files nobody owns.
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

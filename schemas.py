@@ -488,3 +488,18 @@ class RevisionPublic(RevisionSummary):
 
     content: str
     tags: list[str]
+
+
+class MediaPublic(BaseModel):
+    """An image of the author's media library."""
+
+    id: int
+    url: str = Field(description="Absolute URL of the widest stored copy")
+    width: int = Field(description="Width in pixels of the widest copy")
+    height: int = Field(description="Height in pixels of the widest copy")
+    widths: list[int] = Field(description="Every stored width (the srcset candidates)")
+    byte_size: int = Field(description="Bytes taken by every stored width together")
+    markdown: str = Field(description="Markdown that shows the image in a post")
+    created_at: datetime
+    used_in: list[int] = Field(description="Ids of your posts that show the image")
+    in_use: bool = Field(description="Whether any post shows it (deleting then needs force)")

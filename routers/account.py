@@ -24,8 +24,9 @@ from services.errors import (
     WrongPasswordError,
 )
 from web.cookies import SESSION_COOKIE, clear_cookie, set_session_cookie
-from web.deps import CurrentUser, RequiredUser, SettingsDep, get_current_user
+from web.deps import CurrentUser, RequiredUser, get_current_user
 from web.forms import FormText, validate
+from web.media import StorageDep
 from web.middleware import UPLOAD_BODY_LIMIT, BodyLimitedRoute, RequestTooLarge, body_limit
 from web.security import CsrfProtected, client_ip, safe_next, verify_csrf
 from web.templating import redirect, render
@@ -310,7 +311,7 @@ def _too_large_message() -> str:
 def upload_picture(
     request: Request,
     db: SessionDep,
-    settings: SettingsDep,
+    storage: StorageDep,
     user: RequiredUser,
     upload: Annotated[PictureUpload, Depends(read_picture_form)],
 ) -> Response:
@@ -322,7 +323,7 @@ def upload_picture(
         jpeg = media.make_avatar(upload.data)
     except media.PictureError as exc:
         return _account_page(request, user, 422, picture_error=str(exc))
-    users.set_profile_picture(db, user=user, jpeg=jpeg, avatar_dir=settings.avatar_dir)
+    users.set_profile_picture(db, user=user, jpeg=jpeg, storage=storage)
     return redirect(request, url_for(request, "account"), "Your picture has been updated.")
 
 
@@ -346,7 +347,7 @@ def delete_account_form(request: Request, user: RequiredUser) -> Response:
 def delete_account(
     request: Request,
     db: SessionDep,
-    settings: SettingsDep,
+    storage: StorageDep,
     user: RequiredUser,
     password: FormText = "",
 ) -> Response:
@@ -357,7 +358,7 @@ def delete_account(
             user=user,
             password=password,
             client_ip=client_ip(request),
-            avatar_dir=settings.avatar_dir,
+            storage=storage,
         )
     except WrongPasswordError:
         errors = {"password": "That is not your password"}

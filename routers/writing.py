@@ -8,13 +8,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
 
 from config import utcnow
 from database import SessionDep
 from models import Post, User
 from schemas import PostReplace
-from services import merging, posts, reviews, revisions
-from services.errors import EditConflictError, InvalidFieldError, NotFoundError
+from services import images, media, merging, posts, reviews, revisions
+from services.errors import ConflictError, EditConflictError, InvalidFieldError, NotFoundError
 from web.deps import RequiredUser, get_current_user
 from web.forms import (
     Errors,
@@ -25,7 +26,8 @@ from web.forms import (
     validate,
     version_number,
 )
-from web.middleware import BodyLimitedRoute
+from web.media import store_upload
+from web.middleware import UPLOAD_BODY_LIMIT, BodyLimitedRoute, body_limit
 from web.security import CsrfProtected
 from web.templating import redirect, render
 from web.urls import post_url, url_for
@@ -68,6 +70,15 @@ def read_post_form(
 
 
 PostFormData = Annotated[PostForm, Depends(read_post_form)]
+
+
+async def read_image_field(request: Request) -> UploadFile | None:
+    """The form's image, if one was chosen (browsers send an empty file part otherwise)."""
+    image = (await request.form()).get("image")
+    return image if isinstance(image, UploadFile) and image.filename else None
+
+
+ImageField = Annotated[UploadFile | None, Depends(read_image_field)]
 # Domain and schema fields shown under another input of the form.
 FORM_FIELDS = {"published_at": "publish_at"}
 
@@ -133,6 +144,7 @@ def _saved_form(post: Post, user: User) -> PostForm:
 
 
 PREVIEW = "preview"
+INSERT_IMAGE = "insert_image"
 SAVED_MESSAGES = {
     "draft": "Your draft has been saved.",
     "scheduled": "Your post is scheduled.",
@@ -146,11 +158,37 @@ def new_post_form(request: Request, user: RequiredUser) -> Response:
     return _post_form(request, PostForm(), {}, None, 200)
 
 
+def _insert_image(
+    request: Request,
+    db: Session,
+    user: User,
+    form: PostForm,
+    image: UploadFile | None,
+    post: Post | None,
+) -> Response:
+    """Upload the chosen image and show the form again, its Markdown added to the text (the
+    way without JavaScript; static/js/post-images.js inserts it at the cursor instead)."""
+    if image is None:
+        return _post_form(request, form, {"image": "Choose an image to insert."}, post, 422, db=db)
+    try:
+        item = store_upload(request, db, user, image.file)
+    except (media.PictureError, ConflictError) as exc:
+        code = 413 if isinstance(exc, media.PictureTooLarge) else 422
+        return _post_form(request, form, {"image": str(exc)}, post, code, db=db)
+    text = form.content.rstrip()
+    content = f"{text}\n\n" if text else ""
+    content += images.markdown_snippet(item) + "\n"
+    return _post_form(request, replace(form, content=content), {}, post, 200, db=db)
+
+
 @router.post("/posts/new", name="post_create", dependencies=[CsrfProtected])
+@body_limit(UPLOAD_BODY_LIMIT)
 def create_post(
-    request: Request, db: SessionDep, user: RequiredUser, form: PostFormData
+    request: Request, db: SessionDep, user: RequiredUser, form: PostFormData, image: ImageField
 ) -> Response:
     """Publish a post, save it as a draft or schedule it; or show a preview of it."""
+    if form.action == INSERT_IMAGE:
+        return _insert_image(request, db, user, form, image, None)
     result = _validated(form, user)
     if isinstance(result, dict):
         return _post_form(request, form, result, None, 422)
@@ -181,11 +219,19 @@ CONFLICT_MESSAGE = (
 
 
 @router.post("/posts/{post_id:int}/edit", name="post_update", dependencies=[CsrfProtected])
+@body_limit(UPLOAD_BODY_LIMIT)
 def update_post(
-    request: Request, post_id: int, db: SessionDep, user: RequiredUser, form: PostFormData
+    request: Request,
+    post_id: int,
+    db: SessionDep,
+    user: RequiredUser,
+    form: PostFormData,
+    image: ImageField,
 ) -> Response:
     """Save changes to a post (publishing, scheduling or unpublishing it), or preview them."""
     post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
+    if form.action == INSERT_IMAGE:
+        return _insert_image(request, db, user, form, image, post)
     result = _validated(form, user)
     if isinstance(result, dict):
         return _post_form(request, form, result, post, 422, db=db)

@@ -16,6 +16,14 @@ given another.
 
 The copy is written under a temporary name and renamed only once it is complete and checked,
 so a file with the final name is always a whole backup.
+
+Uploads: in database storage (MEDIA_STORAGE=database) they are rows, in the copy already. In
+local storage the media directory is copied beside it, into `<backup name>.media/` (restore:
+put that directory back as MEDIA_DIR). Stored files never change once written, so copying them
+while the server runs is safe; the directory is copied before the database and once more after
+it, which catches every file a row of the copy names (a file is written before the commit that
+names it, and deleted only after the commit that stops naming it). Files deleted meanwhile may
+be in the copy without a row; the start-up sweep of orphans removes them after a restore.
 """
 
 import os
@@ -48,12 +56,52 @@ def default_output(url: URL, now: datetime | None = None) -> Path:
     return candidate
 
 
-def backup(database_url: str, output: Path) -> Path:
-    """Copy the database at `database_url` into `output` (which must not exist yet)."""
+def media_copy_path(output: Path) -> Path:
+    """Where the backup written to `output` keeps its copy of the media directory."""
+    return output.with_name(output.stem + ".media")
+
+
+def backup(database_url: str, output: Path, media_dir: Path | None = None) -> Path:
+    """Copy the database at `database_url` into `output` (which must not exist yet), and
+    `media_dir` (local storage) into media_copy_path(output)."""
     url = make_url(database_url)
-    if output.exists():
-        raise BackupError(f"{output} already exists; not overwriting it")
+    for target in (output, media_copy_path(output)):
+        if target.exists():
+            raise BackupError(f"{target} already exists; not overwriting it")
     output.parent.mkdir(parents=True, exist_ok=True)
+    if media_dir is None:
+        _backup_database(url, output)
+        return output
+    media_partial = media_copy_path(output).with_name(media_copy_path(output).name + ".partial")
+    shutil.rmtree(media_partial, ignore_errors=True)
+    try:
+        _copy_media(media_dir, media_partial)
+        _backup_database(url, output)
+        _copy_media(media_dir, media_partial)
+        os.replace(media_partial, media_copy_path(output))
+    finally:
+        shutil.rmtree(media_partial, ignore_errors=True)
+    return output
+
+
+def _copy_media(source: Path, target: Path) -> None:
+    """Add to `target` every stored file of `source` it does not have yet (temporary files
+    of uploads in progress are left out)."""
+    target.mkdir(parents=True, exist_ok=True)
+    if not source.is_dir():
+        return
+    for path in sorted(source.rglob("*")):
+        copy = target / path.relative_to(source)
+        if path.is_dir():
+            copy.mkdir(exist_ok=True)
+        elif not path.name.startswith(".") and not copy.exists():
+            try:
+                shutil.copy2(path, copy)
+            except FileNotFoundError:
+                continue  # deleted since it was listed: its row is gone too
+
+
+def _backup_database(url: URL, output: Path) -> None:
     partial = output.with_name(output.name + ".partial")
     partial.unlink(missing_ok=True)
     try:
@@ -69,7 +117,6 @@ def backup(database_url: str, output: Path) -> Path:
         _fsync(output.parent)
     finally:
         partial.unlink(missing_ok=True)
-    return output
 
 
 def _backup_sqlite(url: URL, target: Path) -> None:

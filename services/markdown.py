@@ -23,12 +23,14 @@ from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
 
 from schemas import BIDI_CONTROLS
+from services.media import largest_size, variant_sizes
 
 # Rendered HTML may be cached next to the post; bump this whenever the output for the same
 # source could change (options, allowlists, token rewrites, limits) so stale copies are
 # re-rendered.
 # 2: work and output limits per document (_Limits); only input past them renders differently.
-RENDERER_VERSION: int = 3
+# 4: the site's own post images become responsive <img> (srcset, sizes, width, height, lazy).
+RENDERER_VERSION: int = 4
 
 ELLIPSIS = "\N{HORIZONTAL ELLIPSIS}"
 
@@ -99,7 +101,9 @@ ALLOWED_TAGS: frozenset[str] = frozenset(
 )
 ALLOWED_ATTRIBUTES: dict[str, frozenset[str]] = {
     "a": frozenset({"href", "title"}),
-    "img": frozenset({"src", "alt", "title"}),
+    "img": frozenset(
+        {"src", "alt", "title", "srcset", "sizes", "width", "height", "loading", "decoding"}
+    ),
     "ol": frozenset({"start"}),
     "code": frozenset({"class"}),
 }
@@ -114,6 +118,19 @@ ALLOWED_ATTRIBUTE_VALUES: dict[str, dict[str, frozenset[str]]] = {
 URL_SCHEMES: frozenset[str] = frozenset({"http", "https", "mailto"})
 LINK_REL = "nofollow ugc noopener"
 
+# One of the site's post images (services.images names them so): the widest copy's path
+# carries its size, from which every stored width follows.
+_OWN_IMAGE = re.compile(
+    r"/media/images/(?P<digest>[0-9a-f]{32})-(?P<width>[1-9][0-9]{0,4})x(?P<height>[1-9][0-9]{0,4})\.jpg"
+)
+_SRCSET = re.compile(
+    r"/media/images/[0-9a-f]{32}-[0-9]{1,5}x[0-9]{1,5}\.jpg [0-9]{1,5}w"
+    r"(, /media/images/[0-9a-f]{32}-[0-9]{1,5}x[0-9]{1,5}\.jpg [0-9]{1,5}w){0,9}"
+)
+# The post column is 40rem wide (--measure in style.css), the whole viewport below that.
+IMAGE_SIZES = "(min-width: 42rem) 40rem, 100vw"
+_FIXED_IMAGE_VALUES = {"sizes": IMAGE_SIZES, "loading": "lazy", "decoding": "async"}
+_DIMENSION = re.compile(r"[1-9][0-9]{0,4}")
 _LANGUAGE_CLASS = re.compile(r"language-[A-Za-z0-9_+#.-]{1,64}")
 _LIST_START = re.compile(r"[0-9]{1,9}")
 _SCHEME = re.compile(r"([a-z][a-z0-9+.-]*):")
@@ -279,13 +296,31 @@ _wrap_rule(_md.inline.ruler, "image", lambda rule: _limited_references(rule, "!"
 
 def _adjust_block(token: Token) -> None:
     """Rewrite markdown-it's block tokens into what the page and the allowlist expect."""
-    if token.tag == "h1":
+    if token.type == "inline":
+        for child in token.children or ():
+            if child.type == "image":
+                _make_responsive(child)
+    elif token.tag == "h1":
         token.tag = "h2"
     elif token.type in ("th_open", "td_open"):
         # Inline styles are not allowlisted at all; a class says the same thing.
         style = str(token.attrs.pop("style", ""))
         if style.startswith("text-align:"):
             token.attrs["class"] = "align-" + style.removeprefix("text-align:")
+
+
+def _make_responsive(image: Token) -> None:
+    """The site's own image gets every stored width in srcset, and its size, so the page
+    neither loads more pixels than it shows nor moves when the image arrives."""
+    match = _OWN_IMAGE.fullmatch(str(image.attrs.get("src", "")))
+    if match is None:
+        return
+    digest, width, height = match["digest"], int(match["width"]), int(match["height"])
+    if largest_size(width, height) != (width, height):
+        return  # no size the site stores: leave it a plain image
+    sizes = variant_sizes(width, height)
+    image.attrs["srcset"] = ", ".join(f"/media/images/{digest}-{w}x{h}.jpg {w}w" for w, h in sizes)
+    image.attrs.update(_FIXED_IMAGE_VALUES, width=str(width), height=str(height))
 
 
 def _sanitise(html: str) -> str:
@@ -307,6 +342,12 @@ def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
     """Value checks nh3 cannot express; returning None drops the attribute."""
     if tag == "img" and attribute == "src":
         return value if _is_allowed_image(value) else None
+    if tag == "img" and attribute in _FIXED_IMAGE_VALUES:
+        return value if value == _FIXED_IMAGE_VALUES[attribute] else None
+    if tag == "img" and attribute in ("width", "height"):
+        return value if _DIMENSION.fullmatch(value) else None
+    if tag == "img" and attribute == "srcset":
+        return value if _SRCSET.fullmatch(value) else None
     if attribute == "href":
         return value if _is_allowed_link(value) else None
     if attribute == "class":

@@ -1,4 +1,5 @@
-"""Profile pictures: validate an upload, normalise it to a square JPEG, store and delete it.
+"""Pictures: validate an upload, normalise it to a square JPEG avatar or to the few widths of
+a post image, store and delete avatars.
 
 Uploaded bytes are hostile until Pillow has decoded them. They are identified by content (never
 by file name or declared content type), refused before decoding if they declare too many pixels
@@ -12,15 +13,14 @@ or mode conversion of the full picture is ever made, and a process decodes one p
 (MAX_CONCURRENT_DECODES): the worst case per worker is one capped decode, whatever the traffic.
 """
 
-import logging
-import os
+import math
 import re
-import secrets
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
@@ -29,9 +29,13 @@ from PIL import ExifTags, Image, JpegImagePlugin, PngImagePlugin
 
 from services.errors import BusyError
 
-logger = logging.getLogger("inkwell.uploads")
 MAX_PICTURE_BYTES: int = 4 * 1024 * 1024
 AVATAR_SIZE: int = 300
+# The widths a post image is stored at (srcset candidates); none is wider than the upload.
+POST_IMAGE_WIDTHS: tuple[int, ...] = (480, 960, 1600)
+# The largest stored copy has at most this many pixels as well, so that a very tall picture
+# costs no more to keep, send and reduce than a 1600 x 1200 one.
+MAX_POST_IMAGE_PIXELS: int = 1600 * 1200
 # Far below Pillow's own MAX_IMAGE_PIXELS (~89 Mpx). 16 Mpx (4608x3456) is beyond a 12 Mpx
 # phone photo, and bigger photos hardly fit in MAX_PICTURE_BYTES anyway. JPEGs are decoded at
 # 1/2 to 1/8 scale, but PNG, GIF, WebP and progressive JPEG always at full size.
@@ -68,8 +72,8 @@ _STRIP_PIXELS = 256 * 1024
 _WEBP_BYTES_PER_PIXEL = 18
 _JPEG_QUALITY = 85
 _WHITE = (255, 255, 255)
-# Exactly what store_avatar produces; nothing else may reach the file system in remove_avatar.
-_STORED_NAME = re.compile(r"[0-9a-f]{32}\.jpg")
+# The names avatars are stored under (services.users): the orphan sweep touches nothing else.
+STORED_AVATAR_NAME = re.compile(r"[0-9a-f]{32}\.jpg")
 # Decoding errors Pillow raises for corrupt or truncated data.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
 
@@ -115,16 +119,93 @@ def make_avatar(data: bytes) -> bytes:
     for anything that is not an acceptable picture, PictureBusy when other decodes held this
     process's slot for too long.
     """
-    with _decode_slot():
-        with _decode_first_frame(data) as picture:
-            orientation = _orientation(picture)
-            square = _reduced_square(picture)
-        with (
-            square,
-            _upright(square, orientation) as upright,
-            upright.resize((AVATAR_SIZE, AVATAR_SIZE), Image.Resampling.LANCZOS) as avatar,
-        ):
-            return _encode_jpeg(avatar)
+    # JPEG can decode at 1/2, 1/4 or 1/8 scale, which saves most of the memory and time for
+    # camera photos; keep at least twice the avatar size so LANCZOS has detail to work with.
+    with _decode_slot(), _decode_first_frame(data, lambda _: (2 * AVATAR_SIZE,) * 2) as picture:
+        orientation = _orientation(picture)
+        side = min(picture.size)
+        left, top = (picture.width - side) // 2, (picture.height - side) // 2
+        factor = max(1, side // (2 * AVATAR_SIZE))
+        square = _reduced(picture, (left, top, left + side, top + side), factor)
+    with (
+        square,
+        _upright(square, orientation) as upright,
+        upright.resize((AVATAR_SIZE, AVATAR_SIZE), Image.Resampling.LANCZOS) as avatar,
+    ):
+        return _encode_jpeg(avatar)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One stored width of a post image."""
+
+    width: int
+    height: int
+    jpeg: bytes
+
+
+@dataclass(frozen=True)
+class PostImage:
+    """A post image as stored: the same picture at each of its widths, narrowest first."""
+
+    variants: tuple[Variant, ...]
+
+    @property
+    def width(self) -> int:
+        return self.variants[-1].width
+
+    @property
+    def height(self) -> int:
+        return self.variants[-1].height
+
+
+def largest_size(width: int, height: int) -> tuple[int, int]:
+    """The size of the widest stored copy of a picture shown `width` x `height`: the same
+    aspect ratio, never larger than the upload, at most 1600 wide and MAX_POST_IMAGE_PIXELS."""
+    scale = min(
+        1.0, POST_IMAGE_WIDTHS[-1] / width, math.sqrt(MAX_POST_IMAGE_PIXELS / (width * height))
+    )
+    if scale == 1.0:
+        return width, height
+    # Rounded down, so the result is within both limits and maps to itself (the renderer
+    # recognises a stored size by exactly that).
+    return max(1, math.floor(width * scale + 1e-9)), max(1, math.floor(height * scale + 1e-9))
+
+
+def variant_sizes(width: int, height: int) -> list[tuple[int, int]]:
+    """Every stored size of a post image whose widest copy is `width` x `height`, narrowest
+    first. The Markdown renderer derives its srcset from the same rule, so it must stay pure."""
+    widths = [candidate for candidate in POST_IMAGE_WIDTHS if candidate < width] + [width]
+    return [(w, max(1, round(height * w / width))) for w in widths]
+
+
+def make_post_image(data: bytes) -> PostImage:
+    """Validate and normalise an uploaded post image: upright, metadata stripped, its aspect
+    ratio kept, re-encoded as JPEG at each of variant_sizes. Raises like make_avatar."""
+    with _decode_slot(), _decode_first_frame(data, _stored_target) as picture:
+        orientation = _orientation(picture)
+        target = _stored_target(picture)
+        factor = max(1, min(picture.width // target[0], picture.height // target[1]))
+        reduced = _reduced(picture, (0, 0, *picture.size), factor)
+    with reduced, _upright(reduced, orientation) as upright:
+        sizes = variant_sizes(*largest_size(*upright.size))
+        return PostImage(tuple(_variant(upright, size) for size in sizes))
+
+
+def _stored_target(picture: Image.Image) -> tuple[int, int]:
+    """largest_size for the picture as shown, turned back to the way its pixels are stored
+    (EXIF orientations 5 to 8 swap width and height)."""
+    swapped = _orientation(picture) in (5, 6, 7, 8)
+    width, height = picture.size[::-1] if swapped else picture.size
+    target = largest_size(width, height)
+    return target[::-1] if swapped else target
+
+
+def _variant(picture: Image.Image, size: tuple[int, int]) -> Variant:
+    if picture.size == size:
+        return Variant(*size, _encode_jpeg(picture.copy()))
+    with picture.resize(size, Image.Resampling.LANCZOS) as resized:
+        return Variant(*size, _encode_jpeg(resized))
 
 
 @contextmanager
@@ -138,15 +219,15 @@ def _decode_slot() -> Iterator[None]:
 
 
 @contextmanager
-def _decode_first_frame(data: bytes) -> Iterator[Image.Image]:
+def _decode_first_frame(
+    data: bytes, draft_size: Callable[[Image.Image], tuple[int, int]]
+) -> Iterator[Image.Image]:
     """Open the upload, refuse pixel and memory bombs from the header alone, then decode the
-    first frame."""
+    first frame (a JPEG at the smallest scale still at least `draft_size` of the header)."""
     with _open(data) as picture:
         _check_pixel_count(picture)
         declared = picture.size
-        # JPEG can decode at 1/2, 1/4 or 1/8 scale, which saves most of the memory and time for
-        # camera photos; keep at least twice the avatar size so LANCZOS has detail to work with.
-        picture.draft(None, (2 * AVATAR_SIZE, 2 * AVATAR_SIZE))
+        picture.draft(None, draft_size(picture))
         if _decode_bytes(picture, declared, data) > MAX_DECODE_BYTES:
             raise PictureError(TOO_MUCH_MEMORY)
         with _pixel_bombs_refused():
@@ -272,31 +353,28 @@ def _upright(picture: Image.Image, orientation: int) -> Image.Image:
     return picture.copy() if method is None else picture.transpose(method)
 
 
-def _reduced_square(picture: Image.Image) -> Image.Image:
-    """The central square as RGB, reduced by a whole factor to between 2 and 4 times the avatar
-    size (or left as it is when smaller).
+def _reduced(picture: Image.Image, box: tuple[int, int, int, int], factor: int) -> Image.Image:
+    """The `box` of the picture as RGB, reduced by a whole `factor`.
 
-    The square is what the avatar shows whatever the orientation, and it is converted and
-    reduced a strip of rows at a time, so that no full-size copy or conversion (RGBA of a
-    palette picture, 4 bytes a pixel) exists next to the decoded picture. Strips are a multiple
-    of the factor high, so the box filter sees the same pixels as on the whole square.
+    It is converted and reduced a strip of rows at a time, so that no full-size copy or
+    conversion (RGBA of a palette picture, 4 bytes a pixel) exists next to the decoded picture.
+    Strips are a multiple of the factor high, so the box filter sees the same pixels as on the
+    whole box.
     """
-    side = min(picture.size)
-    left, top = (picture.width - side) // 2, (picture.height - side) // 2
-    factor = max(1, side // (2 * AVATAR_SIZE))
-    reduced_side = -(-side // factor)
-    rows = max(1, _STRIP_PIXELS // side // factor) * factor
+    left, top, right, bottom = box
+    width, height = right - left, bottom - top
+    rows = max(1, _STRIP_PIXELS // width // factor) * factor
     transparent = picture.has_transparency_data
-    square = Image.new("RGB", (reduced_side, reduced_side), _WHITE)
-    for y in range(0, side, rows):
-        box = (left, top + y, left + side, top + min(y + rows, side))
+    reduced = Image.new("RGB", (-(-width // factor), -(-height // factor)), _WHITE)
+    for y in range(0, height, rows):
+        strip_box = (left, top + y, right, top + min(y + rows, height))
         with (
-            picture.crop(box) as strip,
+            picture.crop(strip_box) as strip,
             _to_rgb(strip, transparent) as rgb,
-            rgb.reduce(factor) as reduced,
+            rgb.reduce(factor) as smaller,
         ):
-            square.paste(reduced, (0, y // factor))
-    return square
+            reduced.paste(smaller, (0, y // factor))
+    return reduced
 
 
 def _to_rgb(picture: Image.Image, transparent: bool) -> Image.Image:
@@ -327,48 +405,18 @@ def _encode_jpeg(picture: Image.Image) -> bytes:
     return output.getvalue()
 
 
-def store_avatar(jpeg: bytes, directory: Path) -> str:
-    """Store the avatar under a new random name in `directory`; return that file name.
-
-    The bytes go to a temporary file that is fsynced and then renamed, so the final name never
-    refers to a partial file; on any failure the temporary file is removed.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    # Server-chosen names: nothing from the client ends up in a path, and names are unguessable.
-    filename = f"{secrets.token_hex(16)}.jpg"
-    temporary = directory / f".{secrets.token_hex(16)}.tmp"
-    try:
-        with temporary.open("xb") as file:
-            file.write(jpeg)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, directory / filename)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return filename
-
-
-def remove_avatar(directory: Path, filename: str | None) -> None:
-    """Delete a stored avatar if it exists; a None name and a missing file are ignored.
-
-    A name store_avatar cannot have produced (such as "../etc/passwd") is never touched: it
-    is logged and left alone, because this runs after a commit and must not fail the request.
-    """
-    if filename is None:
-        return
-    if not _STORED_NAME.fullmatch(filename):
-        logger.warning("Not removing %r: not a stored avatar name", filename)
-        return
-    (directory / filename).unlink(missing_ok=True)
-
-
 _TEMPORARY_NAME = re.compile(r"\.[0-9a-f]{32}\.tmp")
 
 
-def remove_orphans(directory: Path, referenced: set[str], grace_seconds: float) -> list[str]:
-    """Delete pictures no user points at and temporary files, left by a crash between
-    writing a file and committing (or between committing and removing the old picture).
+def remove_orphans(
+    directory: Path,
+    referenced: set[str],
+    grace_seconds: float,
+    stored: re.Pattern = STORED_AVATAR_NAME,
+) -> list[str]:
+    """Delete stored files (names matching `stored`, avatars by default) that no row points at,
+    and temporary files, left by a crash between writing a file and committing (or between
+    committing and removing the old file).
 
     Files younger than `grace_seconds` are spared: another worker process may be between
     its rename and its commit right now. Returns the names removed.
@@ -378,7 +426,7 @@ def remove_orphans(directory: Path, referenced: set[str], grace_seconds: float) 
     cutoff = time.time() - grace_seconds
     removed = []
     for path in directory.iterdir():
-        is_ours = _STORED_NAME.fullmatch(path.name) or _TEMPORARY_NAME.fullmatch(path.name)
+        is_ours = stored.fullmatch(path.name) or _TEMPORARY_NAME.fullmatch(path.name)
         if is_ours and path.name not in referenced and _modified_before(path, cutoff):
             path.unlink(missing_ok=True)
             removed.append(path.name)

@@ -1,16 +1,17 @@
 """User accounts: lookups, registration, profile changes, pictures and deletion."""
 
-from pathlib import Path
+import secrets
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import User
+from models import MEDIA_AVATAR_PREFIX, User
 from schemas import MAX_ID, UserCreate, UserUpdate
-from services import accounts, mail, passwords, throttling, verification
+from services import accounts, images, mail, passwords, throttling, verification
 from services.errors import DuplicateError, NotFoundError
-from services.media import remove_avatar, remove_orphans, store_avatar
+from services.media import STORED_AVATAR_NAME
+from services.storage import LocalStorage, MediaStorage
 
 USER_NOT_FOUND = "User not found"
 # One answer whichever of the two is taken: the username is public anyway, but naming the
@@ -116,43 +117,66 @@ def update_user(
 
 
 def delete_user(
-    db: Session, *, user: User, password: str | None, client_ip: str, avatar_dir: Path
+    db: Session, *, user: User, password: str | None, client_ip: str, storage: MediaStorage
 ) -> None:
     """Delete the account once its current password confirms it (see
     accounts.confirm_password for the throttle and the errors)."""
     accounts.confirm_password(db, user=user, password=password, client_ip=client_ip)
-    # Posts and sessions go with the user through ON DELETE CASCADE in the database; the
-    # picture goes only once the deletion is committed.
-    picture = user.image_file
+    # Posts, sessions, images and (in database storage) their bytes go with the user through
+    # ON DELETE CASCADE; files on disk go only once the deletion is committed.
+    files = images.stored_names(db, user_id=user.id) + _avatar_names(user.image_file)
     db.delete(user)
     db.commit()
-    remove_avatar(avatar_dir, picture)
+    storage.release(files)
 
 
-def set_profile_picture(db: Session, *, user: User, jpeg: bytes, avatar_dir: Path) -> User:
+AVATAR_FOLDER = MEDIA_AVATAR_PREFIX.removeprefix("/media/").rstrip("/")
+
+
+def _avatar_names(filename: str | None) -> list[str]:
+    """The storage name of an avatar file; none for a name store could not have made."""
+    if filename is None or not STORED_AVATAR_NAME.fullmatch(filename):
+        return []
+    return [f"{AVATAR_FOLDER}/{filename}"]
+
+
+def set_profile_picture(db: Session, *, user: User, jpeg: bytes, storage: MediaStorage) -> User:
     """Store the new picture, point the user at it, then remove the old one.
 
     The old file is removed only after the commit; if the commit fails, the new file is
     removed instead, so no file is ever orphaned and no user points at a missing one.
     """
-    new_name = store_avatar(jpeg, avatar_dir)
+    db.commit()  # end the login lookup's read: the write starts here
+    # Server-chosen names: nothing from the client ends up in a path, and names are unguessable.
+    new_name = f"{secrets.token_hex(16)}.jpg"
     # The name stored now, read inside this write transaction (and locked on PostgreSQL):
     # the `user` object may come from an earlier one, and two uploads at once must each
     # remove the picture the other replaced, not the same one twice.
     old_name = db.scalar(select(User.image_file).where(User.id == user.id).with_for_update())
+    storage.save(db, f"{AVATAR_FOLDER}/{new_name}", jpeg, owner_id=user.id)
+    storage.delete(db, _avatar_names(old_name))
     user.image_file = new_name
     try:
         db.commit()
-    except Exception:
+    except BaseException:
         db.rollback()
-        remove_avatar(avatar_dir, new_name)
+        storage.release(_avatar_names(new_name))
         raise
-    remove_avatar(avatar_dir, old_name)
+    storage.release(_avatar_names(old_name))
     return user
 
 
-def remove_orphaned_avatars(db: Session, *, avatar_dir: Path, grace_seconds: float) -> list[str]:
-    """Remove picture files no user points at (left by a crash mid-upload)."""
-    referenced = set(db.scalars(select(User.image_file).where(User.image_file.is_not(None))))
+def remove_orphaned_files(db: Session, *, storage: LocalStorage, grace_seconds: float) -> list[str]:
+    """Remove avatar and post image files no row points at (left by a crash mid-upload)."""
+    avatars = set(db.scalars(select(User.image_file).where(User.image_file.is_not(None))))
+    referenced = images.referenced_names(db)
     db.commit()
-    return remove_orphans(avatar_dir, referenced, grace_seconds)
+    removed = storage.remove_orphans(
+        AVATAR_FOLDER,
+        STORED_AVATAR_NAME,
+        {f"{AVATAR_FOLDER}/{name}" for name in avatars},
+        grace_seconds,
+    )
+    return removed + storage.remove_orphans(
+        images.FOLDER, images.STORED_NAME, referenced, grace_seconds
+    )

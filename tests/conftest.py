@@ -114,12 +114,16 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    # No mail thread: tests deliver the outbox themselves (services.mail.deliver_due).
+def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """The app's settings; `parametrize("settings", ["local", "database"], indirect=True)`
+    runs a test with each media storage. No mail thread: tests deliver the outbox
+    themselves (services.mail.deliver_due)."""
+    storage = getattr(request, "param", "local")
     return Settings(
         database_url=database_url,
         media_dir=tmp_path / "media",
         debug=True,
+        media_storage=storage,
         outbox_dir=tmp_path / "outbox",
         mail_poll_seconds=0,
     )

@@ -146,7 +146,10 @@ def test_failed_commit_leaves_no_orphaned_file(app, settings, make_user):
         user = session.get(User, user_id)
         with pytest.raises(RuntimeError):
             set_profile_picture(
-                session, user=user, jpeg=make_avatar(png_bytes()), avatar_dir=settings.avatar_dir
+                session,
+                user=user,
+                jpeg=make_avatar(png_bytes()),
+                storage=app.state.media_storage,
             )
         session.refresh(user)
         assert user.image_file is None

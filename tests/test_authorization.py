@@ -9,13 +9,14 @@ import pytest
 from sqlalchemy import func, select
 
 from config import utcnow
-from models import OutboxMessage, Post, ReviewLink, Revision, User
+from models import MediaFile, OutboxMessage, Post, ReviewLink, Revision, User
 from schemas import PostUpdate
 from services import account_links
 from services.passwords import hash_password
 from services.posts import update_post
 from services.reviews import create_review_link
 from tests.support.accounts import PASSWORD, form_token
+from tests.support.images import png_bytes, varied_png
 
 
 @cache
@@ -218,6 +219,62 @@ CASES = [
         {"anonymous": 204, "other": 204, "author": 204},
         public=True,
     ),
+    # The author's image (unused) and the one their post shows.
+    Case(
+        "DELETE", "/api/media/{media}", {}, "api", {**API_AUTHOR_ONLY, "other": 404, "author": 204}
+    ),
+    Case(
+        "DELETE",
+        "/api/media/{used_media}?force=true",
+        {},
+        "api",
+        {**API_AUTHOR_ONLY, "other": 404, "author": 204},
+    ),
+    Case(
+        "DELETE",
+        "/api/media/{used_media}",
+        {},
+        "api",
+        {**API_AUTHOR_ONLY, "other": 404, "author": 409},
+    ),
+    Case("POST", "/account/media/{media}/delete", {}, "page", {**PAGE_AUTHOR_ONLY, "other": 404}),
+    Case(
+        "POST",
+        "/account/media/{used_media}/delete",
+        {"confirm": "yes"},
+        "page",
+        {**PAGE_AUTHOR_ONLY, "other": 404},
+    ),
+    Case(
+        "POST",
+        "/account/media/{used_media}/delete",
+        {},
+        "page",
+        {"anonymous": 303, "other": 404, "author": 409},
+    ),
+    Case("POST", "/api/media", {}, "upload", {"anonymous": 401, "other": 201, "author": 201}),
+    Case("POST", "/account/media", {}, "page-upload", PAGE_SELF),
+    Case(
+        "POST",
+        "/account/media/upload",
+        {},
+        "page-upload",
+        {**PAGE_SELF, "other": 201, "author": 201},
+    ),
+    Case(
+        "POST",
+        "/posts/new",
+        {"title": "T", "content": "C", "action": "insert_image"},
+        "page-upload",
+        {**PAGE_SELF, "other": 200, "author": 200},
+    ),
+    Case(
+        "POST",
+        "/posts/{post}/edit",
+        {"title": "T", "content": "C", "version": "1", "action": "insert_image"},
+        "page-upload",
+        {"anonymous": 303, "other": 403, "author": 200},
+    ),
 ]
 
 
@@ -241,7 +298,8 @@ def snapshot(db) -> tuple:
     links = db.scalars(select(ReviewLink.id).order_by(ReviewLink.id)).all()
     revisions = db.execute(select(Revision.post_id, Revision.number).order_by(Revision.id)).all()
     mail = db.scalar(select(func.count(OutboxMessage.id)))
-    return tuple(users), tuple(posts), tuple(links), tuple(revisions), mail
+    media = db.scalars(select(MediaFile.id).order_by(MediaFile.id)).all()
+    return tuple(users), tuple(posts), tuple(links), tuple(revisions), mail, tuple(media)
 
 
 @pytest.mark.parametrize("actor", ["anonymous", "other", "author"])
@@ -271,18 +329,33 @@ def test_authorization_matrix(
         for purpose in ("reset", "verify")
     }
     db.commit()
-    fill = {"post": post.id, "author": author.id, "link": link_id, **tokens}
+    media_ids = {}
+    if "media}" in case.path:
+        media_ids = {
+            "media": add_image(client, api_headers(author), "unused"),
+            "used_media": add_image(client, api_headers(author), "used", show_in=post),
+        }
+    fill = {"post": post.id, "author": author.id, "link": link_id, **tokens, **media_ids}
     path = case.path.format(**fill)
     body = {k: v.format(**fill) if isinstance(v, str) else v for k, v in case.body.items()}
     user = {"author": author, "other": other}.get(actor)
     before = snapshot(db)
 
-    if case.kind == "page":
+    if case.kind.startswith("page"):
         if user:
             browser_session(client, user)
         # A valid token for this client, so only authorisation can refuse the request.
         data = {**body, "csrf_token": form_token(client, "/" if user else "/login")}
-        response = client.request(case.method, path, data=data, follow_redirects=False)
+        files = (
+            {"file": ("a.png", png_bytes(), "image/png")} if case.kind == "page-upload" else None
+        )
+        if files and "/posts/" in path:
+            files = {"image": files["file"]}
+        response = client.request(case.method, path, data=data, files=files, follow_redirects=False)
+    elif case.kind == "upload":
+        headers = api_headers(user) if user else {}
+        files = {"file": ("a.png", png_bytes(), "image/png")}
+        response = client.request(case.method, path, files=files, headers=headers)
     else:
         headers = api_headers(user) if user else {}
         response = client.request(case.method, path, json=body or None, headers=headers)
@@ -291,13 +364,23 @@ def test_authorization_matrix(
     if case.public:
         assert snapshot(db) != before
         return
-    if actor == "anonymous" and case.kind == "page":
+    if actor == "anonymous" and case.kind.startswith("page"):
         assert "/login" in response.headers["location"]
-    refused = response.status_code in {401, 403, 404} or (actor == "anonymous")
+    refused = response.status_code in {401, 403, 404, 409} or (actor == "anonymous")
     if refused:
         assert snapshot(db) == before
-    elif case.path.startswith(("/posts/{post}", "/api/posts/{post}", "/account/")):
+    elif case.path.startswith(("/posts/{post}", "/api/posts/{post}", "/account/", "/api/media")):
         assert snapshot(db) != before
+
+
+def add_image(client, headers: dict[str, str], seed: str, show_in: Post | None = None) -> int:
+    """An image in the author's library; shown in `show_in` if given."""
+    files = {"file": (f"{seed}.png", varied_png(seed), "image/png")}
+    body = client.post("/api/media", files=files, headers=headers).json()
+    if show_in is not None:
+        content = {"content": body["markdown"]}
+        assert client.patch(f"/api/posts/{show_in.id}", json=content, headers=headers).is_success
+    return body["id"]
 
 
 def test_edit_and_delete_controls_only_for_the_author(

@@ -217,9 +217,9 @@ def test_a_baseline_jpeg_scanned_one_component_at_a_time_counts_as_buffered() ->
 
 def test_strips_reduce_exactly_like_the_whole_square() -> None:
     image = Image.radial_gradient("L").resize((1900, 1500)).convert("RGB")
-    square = uploads._reduced_square(image)
     factor = 1500 // (2 * AVATAR_SIZE)
     assert factor == 2
+    square = uploads._reduced(image, (200, 0, 1700, 1500), factor)
     assert square.tobytes() == image.crop((200, 0, 1700, 1500)).reduce(factor).tobytes()
 
 

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 import main
 from database import Database
-from models import AccountToken, AuthSession, LoginFailure, OutboxMessage, Post, User
+from models import AccountToken, AuthSession, LoginFailure, MediaFile, OutboxMessage, Post, User
 from services import account_links, revisions
 from services.passwords import hash_password
 from services.posts import rendered_fields
@@ -119,6 +119,7 @@ APP.app = None
 # so is an upload that is not a picture. A schema-valid request may get 422 for these only.
 COMMON_PASSWORD = "is too common"
 PICTURE_ROUTE = "PUT /api/users/me/picture"
+MEDIA_ROUTE = "POST /api/media"
 
 
 # email-validator refuses special-use domains (.test, .local …): they cannot receive mail.
@@ -140,7 +141,7 @@ def filter_failure(context: Any, failure: Any, case: schemathesis.Case, response
         detail = response.json()["detail"]
     except (ValueError, TypeError, KeyError):
         return True
-    if route(case) == PICTURE_ROUTE and isinstance(detail, str):
+    if route(case) in (PICTURE_ROUTE, MEDIA_ROUTE) and isinstance(detail, str):
         return False  # a well-formed upload whose bytes are not a picture
     errors = detail if isinstance(detail, list) else []
     unexpressible = (COMMON_PASSWORD, RESERVED_EMAIL_DOMAIN)
@@ -175,6 +176,7 @@ class Account:
     user_id: int
     username: str
     post_id: int
+    media_id: int
 
 
 class World:
@@ -186,9 +188,10 @@ class World:
             users = [self._add_user(db, name) for name in ("fuzz-owner", "fuzz-other")]
             db.flush()
             posts = [self._add_post(db, user.id, user.username) for user in users]
+            images = [self._add_image(db, user.id) for user in users]
             db.commit()
-            pairs = zip(users, posts, strict=True)
-            self.owner, self.other = (Account(u.id, u.username, p.id) for u, p in pairs)
+            rows = zip(users, posts, images, strict=True)
+            self.owner, self.other = (Account(u.id, u.username, p.id, m.id) for u, p, m in rows)
 
     @staticmethod
     def _add_user(db: Session, username: str, user_id: int | None = None) -> User:
@@ -206,6 +209,15 @@ class World:
         db.add(post)
         return post
 
+    @staticmethod
+    def _add_image(db: Session, user_id: int, media_id: int | None = None) -> MediaFile:
+        # A row alone: deleting it removes files that are not there, which is allowed.
+        image = MediaFile(
+            id=media_id, user_id=user_id, digest=f"{user_id:032x}", width=8, height=8, byte_size=1
+        )
+        db.add(image)
+        return image
+
     def restore(self, db: Session) -> str:
         """Start from the same rows every time; return a new API token of the fuzzer.
 
@@ -213,7 +225,15 @@ class World:
         credentials, not throttled by the earlier ones), so an example behaves the same when
         Hypothesis replays or shrinks it. The ids were drawn from the sequences at first.
         """
-        for model in (OutboxMessage, AccountToken, LoginFailure, AuthSession, Post, User):
+        for model in (
+            OutboxMessage,
+            AccountToken,
+            LoginFailure,
+            AuthSession,
+            MediaFile,
+            Post,
+            User,
+        ):
             db.execute(delete(model))
         for account in (self.owner, self.other):
             self._add_user(db, account.username, account.user_id)
@@ -225,6 +245,8 @@ class World:
         db.flush()
         for post in added:  # each post's history starts with it, as for posts written here
             revisions.record_first(db, post=post)
+        for account in (self.owner, self.other):
+            self._add_image(db, account.user_id, account.media_id)
         db.commit()
         return create_session(db, user=db.get(User, self.owner.user_id), kind="api")
 
@@ -262,6 +284,8 @@ class World:
                 case.path_parameters["post_id"] = account.post_id
             if "number" in case.path_parameters:
                 case.path_parameters["number"] = 1  # the revision each post starts with
+            if "media_id" in case.path_parameters:
+                case.path_parameters["media_id"] = account.media_id
         if not digest & 8:
             return
         for name in [name for name in case.headers if name.lower() == "if-match"]:
@@ -290,6 +314,8 @@ class World:
             db.commit()
         elif route(case) == "POST /api/password-reset":
             case.body["email"] = f"{self.owner.username}@example.com"
+        elif route(case) == MEDIA_ROUTE:
+            case.body["file"] = tiny_png()
 
 
 def route(case: schemathesis.Case) -> str:

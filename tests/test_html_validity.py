@@ -8,9 +8,11 @@ takes most of the time.
 """
 
 import json
+import re
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from pathlib import Path
 
 import httpx
@@ -285,6 +287,40 @@ def test_every_page_type_is_valid_html(client, db, make_account, make_user, make
         "account-picture-uploaded-with-flash", "/account/picture", {}, files=good_file, **picture
     )
     pages.get("author-with-picture", f"/users/{writer.id}/posts")
+    pages.get("media-library-empty", "/account/media")
+    image = {"file": ("sea.png", png_bytes((900, 600), (20, 120, 200)), "image/png")}
+    pages.post("media-uploaded-with-flash", "/account/media", {}, files=image)
+    bad_image = {"file": ("notes.png", b"not a picture", "image/png")}
+    pages.post("media-upload-error", "/account/media", {}, 422, files=bad_image)
+    inserted = pages.post(
+        "post-new-image-inserted",
+        "/posts/new",
+        {"title": "With a picture", "content": "The sea.", "action": "insert_image"},
+        files={"image": ("sea.png", png_bytes((900, 600), (20, 120, 200)), "image/png")},
+    )
+    content = inserted.text.split('name="content"', 1)[1].split(">", 1)[1].split("</textarea>")[0]
+    pages.post(
+        "post-new-image-error",
+        "/posts/new",
+        {"title": "T", "content": "x", "action": "insert_image"},
+        422,
+        files={"image": ("x.png", b"nope", "image/png")},
+    )
+    with_image = pages.post(
+        "post-with-image",
+        "/posts/new",
+        {"title": "A picture", "content": unescape(content), "action": "save"},
+    )
+    assert "srcset=" in with_image.text
+    pages.get("media-library-in-use", "/account/media")
+    media_id = re.search(r"/account/media/(\d+)/delete", pages.html["media-library-in-use"])[1]
+    pages.post(
+        "media-delete-confirm",
+        f"/account/media/{media_id}/delete",
+        {},
+        409,
+        form_path="/account/media",
+    )
     pages.get("account-delete", "/account/delete")
     pages.post("account-delete-error", "/account/delete", {"password": PASSWORD + "x"}, status=422)
     pages.post("logged-out-with-flash", "/logout", {}, form_path="/account")

@@ -46,3 +46,28 @@ def test_post_page_statement_count(client, make_post, count_statements):
     redirected = count_statements()
     assert client.get(f"/posts/{post.id}", follow_redirects=False).status_code == 301
     assert redirected.count == 1
+
+
+def test_media_library_statement_count_does_not_grow_with_images(
+    client, make_user, make_post, browser_session, api_headers, count_statements
+):
+    from tests.support.images import varied_png
+
+    author = make_user()
+    headers = api_headers(author)
+    browser_session(client, author)
+    counts = []
+    for total in (1, 6):
+        while len(client.get("/api/media?per_page=100", headers=headers).json()) < total:
+            number = len(client.get("/api/media?per_page=100", headers=headers).json())
+            files = {"file": ("a.png", varied_png(f"library{number}"), "image/png")}
+            body = client.post("/api/media", files=files, headers=headers).json()
+            # Each image shown in a post of its own and in someone else's.
+            make_post(author, content=body["markdown"])
+            make_post(make_user(), content=body["markdown"])
+        counter = count_statements()
+        response = client.get("/account/media")
+        assert response.status_code == 200
+        assert response.text.count('class="media-item"') == total
+        counts.append(counter.count)
+    assert counts[0] == counts[1]

@@ -217,6 +217,7 @@ def _path_values(post) -> dict[str, object]:
         "slug": post.slug,
         "link_id": 1,
         "number": 1,
+        "media_id": 1,
         "token": "no-such-review-token",
         "path": "css/style.css",
     }

@@ -21,9 +21,8 @@ from services.media import (
     PictureTooLarge,
     make_avatar,
     read_limited,
-    remove_avatar,
-    store_avatar,
 )
+from services.storage import LocalStorage
 
 RED = (255, 0, 0)
 BLUE = (0, 0, 255)
@@ -323,23 +322,24 @@ def test_picture_too_large_is_a_picture_error() -> None:
     assert issubclass(PictureError, ValueError)
 
 
-# --- store_avatar ------------------------------------------------------------------------------
+# --- local storage of avatars -----------------------------------------------------------------
+
+AVATAR = "profile_pics/" + "a" * 32 + ".jpg"
 
 
-def test_store_avatar_writes_a_randomly_named_file(tmp_path: Path) -> None:
-    directory = tmp_path / "media" / "avatars"  # does not exist yet
+def test_local_storage_writes_the_file_whole(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "media")  # does not exist yet
     jpeg = make_avatar(encode(photo(), "PNG"))
-    first = store_avatar(jpeg, directory)
-    second = store_avatar(jpeg, directory)
-    assert STORED_NAME.fullmatch(first)
-    assert STORED_NAME.fullmatch(second)
-    assert first != second
-    assert (directory / first).read_bytes() == jpeg
-    assert sorted(path.name for path in directory.iterdir()) == sorted([first, second])
+    assert storage.save(None, AVATAR, jpeg, owner_id=None)  # type: ignore[arg-type]
+    assert not storage.save(None, AVATAR, jpeg, owner_id=None)  # type: ignore[arg-type]
+    assert (tmp_path / "media" / AVATAR).read_bytes() == jpeg
+    assert [path.name for path in (tmp_path / "media" / "profile_pics").iterdir()] == [
+        "a" * 32 + ".jpg"
+    ]
 
 
 @pytest.mark.parametrize("failing", ["replace", "fsync"])
-def test_store_avatar_leaves_nothing_behind_on_failure(
+def test_local_storage_leaves_nothing_behind_on_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
     def fail(*args: object) -> None:
@@ -347,59 +347,49 @@ def test_store_avatar_leaves_nothing_behind_on_failure(
 
     monkeypatch.setattr(os, failing, fail)
     with pytest.raises(OSError, match="disk full"):
-        store_avatar(b"\xff\xd8\xff data", tmp_path)
-    assert list(tmp_path.iterdir()) == []
+        LocalStorage(tmp_path).save(None, AVATAR, b"\xff\xd8\xff data", owner_id=None)  # type: ignore[arg-type]
+    assert list((tmp_path / "profile_pics").iterdir()) == []
 
 
-# --- remove_avatar -----------------------------------------------------------------------------
-
-
-def test_remove_avatar_deletes_the_file(tmp_path: Path) -> None:
-    name = store_avatar(b"jpeg", tmp_path)
-    remove_avatar(tmp_path, name)
-    assert not (tmp_path / name).exists()
-
-
-def test_remove_avatar_ignores_none_and_missing_files(tmp_path: Path) -> None:
-    kept = store_avatar(b"jpeg", tmp_path)
-    remove_avatar(tmp_path, None)
-    remove_avatar(tmp_path, "0" * 32 + ".jpg")
-    remove_avatar(tmp_path / "missing-directory", "0" * 32 + ".jpg")
-    assert [path.name for path in tmp_path.iterdir()] == [kept]
+def test_local_storage_release_deletes_the_file(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.save(None, AVATAR, b"jpeg", owner_id=None)  # type: ignore[arg-type]
+    storage.release([AVATAR, "profile_pics/" + "0" * 32 + ".jpg"])  # a missing one is ignored
+    assert not (tmp_path / AVATAR).exists()
 
 
 @pytest.mark.parametrize(
     "name",
     [
         "../outside.jpg",
-        "../" + "a" * 32 + ".jpg",
+        "profile_pics/../" + "a" * 32 + ".jpg",
         "../../etc/passwd",
-        "sub/" + "a" * 32 + ".jpg",
-        "A" * 32 + ".jpg",
-        "a" * 32 + ".jpg\n",
-        "a" * 32 + ".png",
-        "notes.txt",
+        "profile_pics/sub/" + "a" * 32 + ".jpg",
+        "profile_pics/" + "A" * 32 + ".jpg",
+        "profile_pics/" + "a" * 32 + ".jpg\n",
+        "profile_pics/notes.txt",
+        "/etc/passwd.jpg",
         "",
     ],
 )
-def test_remove_avatar_refuses_other_names(
-    tmp_path: Path, name: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    directory = tmp_path / "avatars"
+def test_local_storage_refuses_other_names(tmp_path: Path, name: str) -> None:
+    directory = tmp_path / "media" / "profile_pics"
     (directory / "sub").mkdir(parents=True)
     precious = [
         tmp_path / "outside.jpg",
-        tmp_path / ("a" * 32 + ".jpg"),
+        tmp_path / "media" / ("a" * 32 + ".jpg"),
         directory / "sub" / ("a" * 32 + ".jpg"),
         directory / ("A" * 32 + ".jpg"),
-        directory / ("a" * 32 + ".png"),
         directory / "notes.txt",
     ]
     for path in precious:
         path.write_bytes(b"keep me")
-    remove_avatar(directory, name)
+    storage = LocalStorage(tmp_path / "media")
+    storage.release([name])
     assert all(path.exists() for path in precious)
-    assert "not a stored avatar name" in caplog.text
+    with pytest.raises(ValueError, match="not a stored media name"):
+        storage.save(None, name, b"x", owner_id=None)  # type: ignore[arg-type]
+    assert storage.read(None, name) is None  # type: ignore[arg-type]
 
 
 def test_remove_orphans_spares_referenced_young_and_foreign_files(tmp_path: Path) -> None:

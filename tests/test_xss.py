@@ -626,6 +626,65 @@ def test_inspector_accepts_the_sites_own_kind_of_markup():
     assert root.find_all("img")[0].attrs["alt"] == '" onerror="x'
 
 
+def check_media(audit: Audit, member: TestClient, item: Seeded, number: int) -> None:
+    """The media library, the post form's image upload and an image with a hostile alt text:
+    upload file names, titles and alt texts stay text."""
+    token = form_token(member, "/account/media")
+    image = png_bytes((48, 32), (number % 256, 90, 160))
+    where = f"POST /account/media filename={item.payload!r}"
+    response = member.post(
+        "/account/media",
+        data={"csrf_token": token},
+        files={"file": (item.payload, image, "image/png")},
+        follow_redirects=False,
+    )
+    audit._response(where, response, 303)
+    where = f"POST /posts/new insert_image title={item.payload!r}"
+    response = member.post(
+        "/posts/new",
+        data={
+            "csrf_token": token,
+            "title": item.title,
+            "content": item.content,
+            "action": "insert_image",
+        },
+        files={"image": (item.payload, image, "image/png")},
+    )
+    root = audit.page(where, response, shown=[("title", item.title)])
+    audit.shows(where, "title box", attr_of(root, "field-title", "value"), item.title, exact=True)
+    textarea = root.by_id("field-content")
+    content = textarea.text() if textarea else ""
+    audit.expect(where, "![](/media/images/" in content, "no image inserted")
+    snippet = content[content.rindex("![](") :].strip()
+    hostile = snippet.replace("![]", f"![{item.payload}]", 1)
+    where = f"POST /posts/new image alt={item.payload!r}"
+    response = member.post(
+        "/posts/new",
+        data={"csrf_token": token, "title": item.title, "content": hostile, "action": "save"},
+    )
+    root = audit.page(where, response, shown=[("title", item.title)])
+    sources = [img.attrs.get("src", "") for img in root.find_all("img")]
+    # Line breaks, brackets and code fences in the alt text make it no image at all.
+    if not re.search(r"[\n\[\]`]", item.payload):
+        audit.expect(where, any("/media/images/" in s for s in sources), str(sources))
+    where = f"GET /account/media [{item.payload!r}]"
+    root = audit.page(where, member.get("/account/media"), shown=[("library post", item.title)])
+    links = [a.text() for a in root.find_all("a") if "/posts/" in a.attrs.get("href", "")]
+    audit.expect(where, item.title in links, f"post title not shown as text: {links}")
+    delete_path = next(
+        (
+            f.attrs["action"]
+            for f in root.find_all("form")
+            if "/delete" in f.attrs.get("action", "")
+        ),
+        None,
+    )
+    if delete_path:
+        where = f"POST {delete_path} [{item.payload!r}]"
+        response = member.post(delete_path, data={"csrf_token": token})
+        audit.page(where, response, status=(303, 409), shown=[("library post", item.title)])
+
+
 def test_xss_corpus_in_every_field_and_page(
     app, client, backend, make_user, make_account, api_headers, browser_session
 ):
@@ -657,6 +716,7 @@ def test_xss_corpus_in_every_field_and_page(
         for number, item in enumerate(seeded):
             check_as_author(audit, member, item, browser_session, real_picture=number < 3)
             check_history(audit, member, item)
+            check_media(audit, member, item, number)
     check_login_redirects(audit, app, make_account("xss-login").username)
 
     print(audit.summary())

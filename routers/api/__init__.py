@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from routers.api import accounts, posts, recovery, revisions
+from routers.api import accounts, media, posts, recovery, revisions
 from web.middleware import BodyLimitedRoute
 
 router = APIRouter(prefix="/api", tags=["api"], route_class=BodyLimitedRoute)
@@ -10,3 +10,4 @@ router.include_router(accounts.router)
 router.include_router(posts.router)
 router.include_router(revisions.router)
 router.include_router(recovery.router)
+router.include_router(media.router)

@@ -35,7 +35,8 @@ from schemas import (
     UserUpdate,
 )
 from services import accounts, media, posts, sessions, users
-from web.deps import ApiToken, ApiUser, Paging, SettingsDep
+from web.deps import ApiToken, ApiUser, Paging
+from web.media import StorageDep
 from web.middleware import UPLOAD_BODY_LIMIT, BodyLimitedRoute, body_limit
 from web.privacy import Public
 from web.security import client_ip
@@ -137,7 +138,7 @@ def change_my_password(
 def upload_my_picture(
     picture: Annotated[bytes, File(description="JPEG, PNG, WebP or GIF")],
     db: SessionDep,
-    settings: SettingsDep,
+    storage: StorageDep,
     user: ApiUser,
 ) -> Any:
     """Replace the profile picture (cropped to a square and resized)."""
@@ -145,14 +146,14 @@ def upload_my_picture(
         jpeg = media.make_avatar(picture)
     except media.PictureError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-    return users.set_profile_picture(db, user=user, jpeg=jpeg, avatar_dir=settings.avatar_dir)
+    return users.set_profile_picture(db, user=user, jpeg=jpeg, storage=storage)
 
 
 DELETE_USER_RESPONSES = AUTH | WRONG_PASSWORD | BODY | THROTTLED
 
 
 def _delete(
-    request: Request, db: SessionDep, settings: SettingsDep, user: User, password: str
+    request: Request, db: SessionDep, storage: StorageDep, user: User, password: str
 ) -> None:
     with throttled():
         users.delete_user(
@@ -160,7 +161,7 @@ def _delete(
             user=user,
             password=password,
             client_ip=client_ip(request),
-            avatar_dir=settings.avatar_dir,
+            storage=storage,
         )
 
 
@@ -169,12 +170,12 @@ def delete_me(
     data: PasswordConfirmation,
     request: Request,
     db: SessionDep,
-    settings: SettingsDep,
+    storage: StorageDep,
     user: ApiUser,
 ) -> None:
     """Delete the authenticated user, their posts and their picture. The body carries the
     account's password, `{"password": "…"}` (403 if wrong; throttled like logins, 429)."""
-    _delete(request, db, settings, user, data.password)
+    _delete(request, db, storage, user, data.password)
 
 
 @router.get(
@@ -241,12 +242,12 @@ def delete_user(
     data: PasswordConfirmation,
     request: Request,
     db: SessionDep,
-    settings: SettingsDep,
+    storage: StorageDep,
     user: ApiUser,
 ) -> None:
     """Delete a user and all their posts (only yourself; the body carries your password,
     `{"password": "…"}`, as for /users/me)."""
-    _delete(request, db, settings, _only_self(user_id, db, user), data.password)
+    _delete(request, db, storage, _only_self(user_id, db, user), data.password)
 
 
 @router.get(

@@ -20,6 +20,7 @@ from tests.support.api import (
     create_user,
     edit_post,
     get_token,
+    upload_image,
     upload_picture,
 )
 from tests.support.browser import E2E_DIR
@@ -148,9 +149,12 @@ def site(live_server: str) -> Site:
     accounts = {name: create_user(live_server, name) for name in ("margaret", "tomas")}
     tokens = {name: get_token(live_server, name) for name in accounts}
     upload_picture(live_server, tokens["margaret"], landscape_png())
+    image = upload_image(live_server, tokens["margaret"], landscape_png())
     for author, title, content in OTHER_POSTS:
         create_post(live_server, tokens[author], title, content)
-    featured = create_post(live_server, tokens["margaret"], FEATURED_TITLE, FEATURED_CONTENT)
+    shown = image["markdown"].replace("![]", "![Hills at dawn]", 1)
+    content = f"{shown}\n\n{FEATURED_CONTENT}"
+    featured = create_post(live_server, tokens["margaret"], FEATURED_TITLE, content)
     revised = create_post(live_server, tokens["margaret"], "Field notes", "Rain at dawn.\n\nFog.")
     edit_post(live_server, tokens["margaret"], revised["id"], content="Rain at noon.\n\nFog.")
     return Site(accounts["margaret"], accounts["tomas"], featured["id"], revised["id"])
@@ -240,6 +244,7 @@ PAGES = [
     PageCase(
         "history-diff", "/posts/{revised_id}/history/diff?from=1&to=2", ".diff-text ins", True
     ),
+    PageCase("media-library", "/account/media", ".media-item img", True),
 ]
 
 

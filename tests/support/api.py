@@ -85,6 +85,18 @@ def upload_picture(base_url: str, token: str, png: bytes) -> dict:
     return response.json()
 
 
+def upload_image(base_url: str, token: str, png: bytes) -> dict:
+    """Add an image to the token's user's media library; returns it as the API shows it."""
+    response = httpx.post(
+        f"{base_url}/api/media",
+        files={"file": ("image.png", png, "image/png")},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=TIMEOUT_S,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
 def create_author_with_post(
     base_url: str, title: str, content: str = "Written by the browser tests."
 ) -> dict:
