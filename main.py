@@ -12,7 +12,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from config import Settings, file_clock, get_settings, startup_problem, use_clock
 from database import Database
-from routers import account, api, feeds, pages, writing
+from routers import account, api, feeds, pages, two_factor, writing
 from services.posts import rerender_stale_posts
 from services.users import remove_orphaned_avatars
 from web.compression import CompressionMiddleware, HeadMiddleware
@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(writing.router)
     app.include_router(pages.router)
     app.include_router(account.router)
+    app.include_router(two_factor.router)
     app.include_router(feeds.router)
     _add_middleware(app, settings)
     register_error_handlers(app)

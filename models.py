@@ -21,6 +21,7 @@ SLUG_MAX_LENGTH = 80
 TAG_MAX_LENGTH = 40
 MAX_TAGS_PER_POST = 10
 TIMEZONE_MAX_LENGTH = 64
+TOTP_SECRET_MAX_LENGTH = 64
 FIELD_LIMITS = {
     "username": USERNAME_MAX_LENGTH,
     "email": EMAIL_MAX_LENGTH,
@@ -86,6 +87,14 @@ class User(Base):
     timezone: Mapped[str] = mapped_column(
         String(TIMEZONE_MAX_LENGTH), server_default="UTC", default="UTC"
     )
+    # Two-factor sign-in (services.two_factor): on once `totp_secret` is set. A secret being
+    # set up waits in `totp_pending_secret` until a code from it is entered; the last time
+    # step a code was accepted for keeps any code from being used twice.
+    totp_secret: Mapped[str | None] = mapped_column(String(TOTP_SECRET_MAX_LENGTH), default=None)
+    totp_pending_secret: Mapped[str | None] = mapped_column(
+        String(TOTP_SECRET_MAX_LENGTH), default=None
+    )
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
     posts: Mapped[list["Post"]] = relationship(
         back_populates="author",
@@ -100,6 +109,10 @@ class User(Base):
         if self.image_file:
             return MEDIA_AVATAR_PREFIX + self.image_file
         return DEFAULT_AVATAR
+
+    @property
+    def two_factor_enabled(self) -> bool:
+        return self.totp_secret is not None
 
     def __repr__(self) -> str:
         return f"User(id={self.id!r}, username={self.username!r})"
@@ -234,6 +247,18 @@ class AuthSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     user: Mapped[User] = relationship()
+
+
+class RecoveryCode(Base):
+    """One unused recovery code of an account with two-factor sign-in: a way in when the
+    authenticator app is lost. Only a hash is stored, and a code is deleted when used."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class LoginFailure(Base):

@@ -4,6 +4,9 @@ Two things are counted, each row keyed by what it counts against:
 - failed password checks (logging in, or confirming the current password before a sensitive
   change), against the account (`user:<id>`), or for a name no account has, that name
   (`name:<lower-cased name>`), and against the client's address (`ip:<address>`);
+- failed second-step codes (services.two_factor), against the account (`otp:<id>`) and the
+  address: a right password does not clear them, so knowing the password buys no more
+  guesses at the code;
 - registrations, against the client's address (`register:<address>`).
 
 An IPv4 address counts on its own; an IPv6 address counts with the rest of its /64, which
@@ -23,7 +26,7 @@ from services.errors import ThrottledError
 
 # Failures allowed in the window before each further attempt must wait, per key kind.
 THROTTLE_WINDOW = timedelta(minutes=15)
-FREE_ATTEMPTS = {"user": 5, "name": 5, "ip": 20}
+FREE_ATTEMPTS = {"user": 5, "name": 5, "otp": 5, "ip": 20}
 MAX_WAIT_SECONDS = int(THROTTLE_WINDOW.total_seconds())
 # Registrations one address may make (accounts created, and attempts refused as a duplicate:
 # each of those would tell whether an email address has an account).
@@ -54,6 +57,10 @@ def _key(kind: str, value: str) -> str:
 
 def account_key(user_id: int) -> str:
     return _key("user", str(user_id))
+
+
+def code_key(user_id: int) -> str:
+    return _key("otp", str(user_id))
 
 
 def unknown_name_key(username: str) -> str:
