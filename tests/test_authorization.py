@@ -1,6 +1,7 @@
 """Every state-changing route, page and API, for an anonymous visitor, another user and the
 author: the expected status, and the data unchanged wherever the request is refused."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -8,10 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from config import utcnow
-from models import Post, ReviewLink, User
+from models import Post, RecoveryCode, ReviewLink, User
 from services.passwords import hash_password
 from services.reviews import create_review_link
 from tests.support.accounts import PASSWORD, form_token
+from tests.support.two_factor import SECRET, code_at, enable_two_factor
 
 
 @cache
@@ -33,6 +35,24 @@ class Case:
     expected: dict  # actor -> status
     # The post's status: a draft is hidden from everyone but its author (404, not 403).
     post_status: str = "published"
+    # Arranges the acting user's account (the author's, for an anonymous visitor) and gives
+    # the body fields only that account could know, such as a current two-factor code.
+    prepare: Callable[[object, User], dict] | None = None
+
+
+def pending_two_factor(db, user: User) -> dict:
+    user.totp_pending_secret = SECRET
+    db.commit()
+    return {"code": code_at(SECRET, utcnow())}
+
+
+def with_two_factor(db, user: User) -> dict:
+    enable_two_factor(db, user)
+    # The set-up used this moment's code; the next one is as good for a while.
+    return {"code": code_at(SECRET, utcnow(), 1), "password": PASSWORD}
+
+
+TWO_FACTOR_DONE = {"anonymous": 303, "other": 200, "author": 200}
 
 
 PAGE_AUTHOR_ONLY = {"anonymous": 303, "other": 403, "author": 303}
@@ -156,6 +176,30 @@ CASES = [
         {"anonymous": 401, "other": 404, "author": 200},
         "draft",
     ),
+    Case("POST", "/account/two-factor/setup", {}, "page", PAGE_SELF),
+    Case(
+        "POST",
+        "/account/two-factor/confirm",
+        {},
+        "page",
+        TWO_FACTOR_DONE,
+        "published",
+        pending_two_factor,
+    ),
+    Case(
+        "POST",
+        "/account/two-factor/recovery-codes",
+        {},
+        "page",
+        TWO_FACTOR_DONE,
+        "published",
+        with_two_factor,
+    ),
+    Case(
+        "POST", "/account/two-factor/disable", {}, "page", PAGE_SELF, "published", with_two_factor
+    ),
+    # The code step answers only a pending login: a session, or none, gets the log-in page.
+    Case("POST", "/login/code", {"code": "123456"}, "page", PAGE_SELF),
 ]
 
 
@@ -163,13 +207,22 @@ def snapshot(db) -> tuple:
     db.commit()  # end the read transaction: on SQLite it would keep showing an old snapshot
     db.expire_all()
     users = db.execute(
-        select(User.id, User.username, User.email, User.timezone).order_by(User.id)
+        select(
+            User.id,
+            User.username,
+            User.email,
+            User.timezone,
+            User.totp_secret,
+            User.totp_pending_secret,
+            User.totp_last_step,
+        ).order_by(User.id)
     ).all()
     posts = db.execute(
         select(Post.id, Post.title, Post.content, Post.status).order_by(Post.id)
     ).all()
     links = db.scalars(select(ReviewLink.id).order_by(ReviewLink.id)).all()
-    return tuple(users), tuple(posts), tuple(links)
+    codes = db.scalars(select(RecoveryCode.code_hash).order_by(RecoveryCode.id)).all()
+    return tuple(users), tuple(posts), tuple(links), tuple(codes)
 
 
 @pytest.mark.parametrize("actor", ["anonymous", "other", "author"])
@@ -192,17 +245,18 @@ def test_authorization_matrix(
         link_id = create_review_link(db, post=post)[0].id
     path = case.path.format(post=post.id, author=author.id, link=link_id)
     user = {"author": author, "other": other}.get(actor)
+    body = {**case.body, **(case.prepare(db, user or author) if case.prepare else {})}
     before = snapshot(db)
 
     if case.kind == "page":
         if user:
             browser_session(client, user)
         # A valid token for this client, so only authorisation can refuse the request.
-        data = {**case.body, "csrf_token": form_token(client, "/" if user else "/login")}
+        data = {**body, "csrf_token": form_token(client, "/" if user else "/login")}
         response = client.request(case.method, path, data=data, follow_redirects=False)
     else:
         headers = api_headers(user) if user else {}
-        response = client.request(case.method, path, json=case.body or None, headers=headers)
+        response = client.request(case.method, path, json=body or None, headers=headers)
 
     assert response.status_code == case.expected[actor], response.text
     if actor == "anonymous" and case.kind == "page":
