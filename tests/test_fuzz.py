@@ -35,13 +35,15 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 import main
+from config import utcnow
 from database import Database
-from models import AuthSession, LoginFailure, Post, User
+from models import AuthSession, LoginFailure, Post, RecoveryCode, User
 from services.passwords import hash_password
 from services.posts import rendered_fields
 from services.sessions import create_session
 from tests.support.accounts import PASSWORD
 from tests.support.images import png_bytes
+from tests.support.two_factor import SECRET, code_at
 
 FUZZ_SETTINGS = settings(
     max_examples=40,
@@ -170,7 +172,8 @@ class Account:
 
 
 class World:
-    """Two users with a post each, the first being the fuzzer; rebuilt before each request."""
+    """Two users with a post each, the first being the fuzzer; rebuilt before each request.
+    The second has two-factor sign-in, so a token for that account needs a code as well."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
@@ -186,6 +189,8 @@ class World:
     def _add_user(db: Session, username: str, user_id: int | None = None) -> User:
         user = User(id=user_id, username=username, email=f"{username}@example.com")
         user.password_hash = password_hash()
+        if username == "fuzz-other":
+            user.totp_secret = SECRET
         db.add(user)
         return user
 
@@ -205,7 +210,7 @@ class World:
         credentials, not throttled by the earlier ones), so an example behaves the same when
         Hypothesis replays or shrinks it. The ids were drawn from the sequences at first.
         """
-        for model in (LoginFailure, AuthSession, Post, User):
+        for model in (LoginFailure, AuthSession, RecoveryCode, Post, User):
             db.execute(delete(model))
         for account in (self.owner, self.other):
             self._add_user(db, account.username, account.user_id)
@@ -258,6 +263,8 @@ class World:
             case.body["version"] = getattr(post, "version", case.body["version"])
         if route(case) == "POST /api/token":
             case.body.update(username=self.owner.username, password=PASSWORD)
+            if digest & 16:  # the account with two-factor sign-in, and its current code
+                case.body.update(username=self.other.username, otp=code_at(SECRET, utcnow()))
         elif route(case) == "PUT /api/users/me/password":
             case.body["current_password"] = PASSWORD
         elif route(case) in {"DELETE /api/users/me", "DELETE /api/users/{user_id}"}:
