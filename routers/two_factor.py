@@ -184,17 +184,17 @@ def two_factor_recovery_codes(
     db: SessionDep,
     settings: SettingsDep,
     user: RequiredUser,
-    code: FormText = "",
+    current_code: FormText = "",
 ) -> Response:
     """Replace the recovery codes, once a code proves the app (or a recovery code) is at
     hand; other sessions end."""
     try:
-        two_factor.check_code(db, user=user, code=code, client_ip=client_ip(request))
+        two_factor.check_code(db, user=user, code=current_code, client_ip=client_ip(request))
     except ThrottledError as exc:
-        errors = {"code": too_many_failures(exc)}
+        errors = {"current_code": too_many_failures(exc)}
         return _two_factor_page(request, db, settings.site_name, user, 429, codes_errors=errors)
     except WrongCodeError as exc:
-        errors = {"code": exc.message}
+        errors = {"current_code": exc.message}
         return _two_factor_page(request, db, settings.site_name, user, 400, codes_errors=errors)
     keep = request.cookies.get(SESSION_COOKIE)
     codes = two_factor.regenerate_recovery_codes(db, user=user, keep_token=keep)

@@ -329,7 +329,7 @@ def test_new_recovery_codes_replace_the_old_ones(client, db, clock, make_account
     token = form_token(client, "/account/two-factor")
     page = client.post(
         "/account/two-factor/recovery-codes",
-        data={"code": code_at(SECRET, clock()), "csrf_token": token},
+        data={"current_code": code_at(SECRET, clock()), "csrf_token": token},
     )
     new = recovery_codes_from(page.text)
     assert len(new) == 10 and not set(new) & set(old)
