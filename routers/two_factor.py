@@ -7,7 +7,7 @@ from database import SessionDep, reading
 from models import User
 from services import accounts, two_factor
 from services.errors import PendingLoginError, ThrottledError, WrongCodeError, WrongPasswordError
-from web.cookies import PENDING_LOGIN_COOKIE, SESSION_COOKIE
+from web.cookies import PENDING_LOGIN_COOKIE, SESSION_COOKIE, clear_cookie
 from web.deps import RequiredUser, SettingsDep, get_current_user
 from web.forms import Errors, FormText, too_many_failures
 from web.login import start_session
@@ -47,7 +47,10 @@ def _login_again(request: Request, next_path: str) -> Response:
     target = url_for(request, "login")
     if next_path:
         target = target.include_query_params(next=next_path)
-    return redirect(request, str(target), LOGIN_EXPIRED, "error")
+    response = redirect(request, str(target), LOGIN_EXPIRED, "error")
+    if PENDING_LOGIN_COOKIE in request.cookies:
+        clear_cookie(response, PENDING_LOGIN_COOKIE)
+    return response
 
 
 def _code_form(request: Request, next_path: str, errors: Errors, status_code: int) -> Response:

@@ -90,7 +90,7 @@ def _authenticate(db: Session, *, username: str, password: str, client_ip: str) 
 def finish_login(db: Session, *, user: User) -> LoggedIn | CodeNeeded:
     """Log in a browser whose user has proved who they are (a password, a reset link): a
     session, or for an account with two-factor sign-in, a pending login that only the code
-    step (`complete_login`) turns into one. Every way into an account ends here."""
+    step (`complete_login`) turns into one. Every way a browser logs in ends here."""
     if user.two_factor_enabled:
         return CodeNeeded(user, sessions.create_session(db, user=user, kind="pending"))
     return LoggedIn(user, sessions.create_session(db, user=user, kind="browser"))
