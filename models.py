@@ -31,6 +31,7 @@ SLUG_MAX_LENGTH = 80
 TAG_MAX_LENGTH = 40
 MAX_TAGS_PER_POST = 10
 TIMEZONE_MAX_LENGTH = 64
+TOTP_SECRET_MAX_LENGTH = 64
 FIELD_LIMITS = {
     "username": USERNAME_MAX_LENGTH,
     "email": EMAIL_MAX_LENGTH,
@@ -102,6 +103,14 @@ class User(Base):
     # A new address waiting for its owner to follow the link mailed to it: `email` changes
     # only then, so a mistyped or someone else's address never takes the account over.
     pending_email: Mapped[str | None] = mapped_column(String(EMAIL_MAX_LENGTH), default=None)
+    # Two-factor sign-in (services.two_factor): on once `totp_secret` is set. A secret being
+    # set up waits in `totp_pending_secret` until a code from it is entered; the last time
+    # step a code was accepted for keeps any code from being used twice.
+    totp_secret: Mapped[str | None] = mapped_column(String(TOTP_SECRET_MAX_LENGTH), default=None)
+    totp_pending_secret: Mapped[str | None] = mapped_column(
+        String(TOTP_SECRET_MAX_LENGTH), default=None
+    )
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
     posts: Mapped[list["Post"]] = relationship(
         back_populates="author",
@@ -120,6 +129,10 @@ class User(Base):
         if self.image_file:
             return MEDIA_AVATAR_PREFIX + self.image_file
         return DEFAULT_AVATAR
+
+    @property
+    def two_factor_enabled(self) -> bool:
+        return self.totp_secret is not None
 
     def __repr__(self) -> str:
         return f"User(id={self.id!r}, username={self.username!r})"
@@ -294,6 +307,18 @@ class AuthSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     user: Mapped[User] = relationship()
+
+
+class RecoveryCode(Base):
+    """One unused recovery code of an account with two-factor sign-in: a way in when the
+    authenticator app is lost. Only a hash is stored, and a code is deleted when used."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class LoginFailure(Base):

@@ -23,9 +23,10 @@ from services.errors import (
     ThrottledError,
     WrongPasswordError,
 )
-from web.cookies import SESSION_COOKIE, clear_cookie, set_session_cookie
+from web.cookies import SESSION_COOKIE, clear_cookie
 from web.deps import CurrentUser, RequiredUser, get_current_user
-from web.forms import FormText, validate
+from web.forms import FormText, duration, too_many_failures, validate
+from web.login import end_browser_session, finish_login, login_response
 from web.media import StorageDep
 from web.middleware import UPLOAD_BODY_LIMIT, BodyLimitedRoute, RequestTooLarge, body_limit
 from web.security import CsrfProtected, client_ip, safe_next, verify_csrf
@@ -77,34 +78,14 @@ def register(
         return render(request, "auth/register.html", context, status.HTTP_409_CONFLICT)
     except ThrottledError as exc:
         message = (
-            f"Too many accounts were created from here. Try again in {_duration(exc.retry_after)}."
+            f"Too many accounts were created from here. Try again in {duration(exc.retry_after)}."
         )
         context = {"values": values, "errors": {"form": message}}
         return render(request, "auth/register.html", context, status.HTTP_429_TOO_MANY_REQUESTS)
     message = (
         f"Welcome to Inkwell, {user.username}! We have sent you a link to confirm {user.email}."
     )
-    return _logged_in(request, db, user, message, "/")
-
-
-def _logged_in(
-    request: Request, db: SessionDep, user: User, message: str, next_path: str
-) -> Response:
-    """Start a fresh session (ending any the browser had) and go on to `next_path`."""
-    _end_browser_session(request, db)
-    token = sessions.create_session(db, user=user, kind="browser")
-    return _with_session(redirect(request, safe_next(next_path), message), request, token)
-
-
-def _with_session(response: Response, request: Request, token: str) -> Response:
-    set_session_cookie(response, request, token)
-    return response
-
-
-def _end_browser_session(request: Request, db: SessionDep) -> None:
-    token = request.cookies.get(SESSION_COOKIE)
-    if token:
-        sessions.end_session(db, token=token)
+    return finish_login(request, db, user, message, "/")
 
 
 @router.get("/login", name="login")
@@ -126,35 +107,22 @@ def login(
     """Check the credentials, slowing down and then refusing repeated failures."""
     values = {"username": username, "next": next}
     try:
-        logged_in = accounts.log_in(
-            db, username=username, password=password, client_ip=client_ip(request), kind="browser"
+        result = accounts.log_in(
+            db, username=username, password=password, client_ip=client_ip(request)
         )
     except ThrottledError as exc:
-        context = {"values": values, "errors": {"form": _too_many_failures(exc)}}
+        context = {"values": values, "errors": {"form": too_many_failures(exc)}}
         return render(request, "auth/login.html", context, status.HTTP_429_TOO_MANY_REQUESTS)
     except accounts.InvalidLoginError:
         context = {"values": values, "errors": {"form": accounts.INVALID_LOGIN}}
         return render(request, "auth/login.html", context, status.HTTP_400_BAD_REQUEST)
-    _end_browser_session(request, db)
-    response = redirect(request, safe_next(next), f"Welcome back, {logged_in.user.username}!")
-    return _with_session(response, request, logged_in.token)
-
-
-def _duration(seconds: int) -> str:
-    if seconds < 60:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
-    minutes = -(-seconds // 60)
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
-
-
-def _too_many_failures(exc: ThrottledError) -> str:
-    return f"Too many failed attempts. Try again in {_duration(exc.retry_after)}."
+    return login_response(request, db, result, f"Welcome back, {result.user.username}!", next)
 
 
 @router.post("/logout", name="logout", dependencies=[CsrfProtected])
 def logout(request: Request, db: SessionDep) -> Response:
     """End this browser's session on the server."""
-    _end_browser_session(request, db)
+    end_browser_session(request, db)
     response = redirect(request, url_for(request, "home"), "You have been logged out.")
     clear_cookie(response, SESSION_COOKIE)
     return response
@@ -217,7 +185,7 @@ def update_account(
         message = EMAIL_NEEDS_PASSWORD if missing else WRONG_PASSWORD
         return _account_page(request, user, 422, values=values, errors={"password": message})
     except ThrottledError as exc:
-        errors = {"password": _too_many_failures(exc)}
+        errors = {"password": too_many_failures(exc)}
         return _account_page(request, user, 429, values=values, errors=errors)
     message = "Your account has been updated."
     if user.pending_email and user.pending_email == result.email:
@@ -267,7 +235,7 @@ def change_password(
         errors = {"current_password": WRONG_PASSWORD}
         return _account_page(request, user, 422, password_errors=errors)
     except ThrottledError as exc:
-        errors = {"current_password": _too_many_failures(exc)}
+        errors = {"current_password": too_many_failures(exc)}
         return _account_page(request, user, 429, password_errors=errors)
     keep = request.cookies.get(SESSION_COOKIE)
     accounts.set_password(db, user=user, password=result.new_password, keep_token=keep)
@@ -364,7 +332,7 @@ def delete_account(
         errors = {"password": "That is not your password"}
         return render(request, "account/delete.html", {"errors": errors}, 422)
     except ThrottledError as exc:
-        errors = {"password": _too_many_failures(exc)}
+        errors = {"password": too_many_failures(exc)}
         return render(request, "account/delete.html", {"errors": errors}, 429)
     message = "Your account and your posts have been deleted."
     response = redirect(request, url_for(request, "home"), message)
@@ -379,7 +347,7 @@ def resend_verification(request: Request, db: SessionDep, user: RequiredUser) ->
         email = verification.send_again(db, user=user, site=mail_site(request))
     except ThrottledError as exc:
         message = (
-            f"Links were sent several times already. Try again in {_duration(exc.retry_after)}."
+            f"Links were sent several times already. Try again in {duration(exc.retry_after)}."
         )
         return redirect(request, url_for(request, "account"), message, "error")
     message = f"We have sent a new link to {email}." if email else "Your address is verified."
@@ -423,7 +391,7 @@ def request_password_reset(request: Request, db: SessionDep, email: FormText = "
             db, email=result.email, client_ip=client_ip(request), site=mail_site(request)
         )
     except ThrottledError as exc:
-        message = f"Too many links were asked for. Try again in {_duration(exc.retry_after)}."
+        message = f"Too many links were asked for. Try again in {duration(exc.retry_after)}."
         context = {"values": values, "errors": {"form": message}}
         return render(request, "auth/password_reset_request.html", context, 429)
     return redirect(request, url_for(request, "login"), RESET_SENT)
@@ -470,7 +438,7 @@ def confirm_password_reset(
     except InvalidLinkError:
         return _invalid_link(request, reset=True)
     message = "Your password has been changed, and every other session has been logged out."
-    return _logged_in(request, db, user, message, "/")
+    return finish_login(request, db, user, message, "/")
 
 
 @router.get("/verify-email/{token}", name="verify_email")

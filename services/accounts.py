@@ -8,9 +8,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import User
-from services import passwords, sessions, throttling
-from services.errors import ThrottledError, WrongPasswordError
-from services.sessions import SessionKind
+from services import passwords, sessions, throttling, two_factor
+from services.errors import PendingLoginError, ThrottledError, WrongPasswordError
 
 INVALID_LOGIN = "Invalid username or password"
 WRONG_PASSWORD = "The current password is incorrect"
@@ -26,6 +25,15 @@ class InvalidLoginError(Exception):
 
 @dataclass(frozen=True)
 class LoggedIn:
+    user: User
+    token: str
+
+
+@dataclass(frozen=True)
+class CodeNeeded:
+    """The password was right, but the account has two-factor sign-in: no session yet, only
+    a pending login (`token`) that the code step must present within PENDING_LOGIN_TTL."""
+
     user: User
     token: str
 
@@ -62,10 +70,8 @@ def _check_under_throttle(
     return True
 
 
-def log_in(
-    db: Session, *, username: str, password: str, client_ip: str, kind: SessionKind
-) -> LoggedIn:
-    """Check the credentials under the throttle and start a session of `kind`.
+def _authenticate(db: Session, *, username: str, password: str, client_ip: str) -> User:
+    """The account `username` and `password` open, checked under the throttle.
 
     Raises ThrottledError while the account or address must wait, InvalidLoginError (after
     counting the failure) when the credentials do not match. Failures count against the
@@ -78,7 +84,58 @@ def log_in(
     if not _check_under_throttle(db, user=user, password=password, keys=keys):
         raise InvalidLoginError(INVALID_LOGIN)
     assert user is not None  # a match needs an account
-    return LoggedIn(user, sessions.create_session(db, user=user, kind=kind))
+    return user
+
+
+def finish_login(db: Session, *, user: User) -> LoggedIn | CodeNeeded:
+    """Log in a browser whose user has proved who they are (a password, a reset link): a
+    session, or for an account with two-factor sign-in, a pending login that only the code
+    step (`complete_login`) turns into one. Every way a browser logs in ends here."""
+    if user.two_factor_enabled:
+        return CodeNeeded(user, sessions.create_session(db, user=user, kind="pending"))
+    return LoggedIn(user, sessions.create_session(db, user=user, kind="browser"))
+
+
+def log_in(db: Session, *, username: str, password: str, client_ip: str) -> LoggedIn | CodeNeeded:
+    """The log-in form's first step: the credentials, then `finish_login`."""
+    user = _authenticate(db, username=username, password=password, client_ip=client_ip)
+    return finish_login(db, user=user)
+
+
+def pending_login_user(db: Session, *, token: str) -> User | None:
+    """Whose login `token` is waiting for its code, while it has not expired."""
+    pending = sessions.find_session(db, token=token, kind="pending")
+    return pending.user if pending else None
+
+
+def complete_login(
+    db: Session, *, token: str, code: str, client_ip: str
+) -> tuple[LoggedIn, two_factor.CodeKind]:
+    """The code step: a session for the pending login `token`, once `code` is right.
+
+    Raises PendingLoginError without a live pending login (none, expired, or completed by
+    another request first), and what two_factor.check_code raises for the code.
+    """
+    user = pending_login_user(db, token=token)
+    db.commit()
+    if user is None:
+        raise PendingLoginError
+    kind = two_factor.check_code(db, user=user, code=code, client_ip=client_ip)
+    if not sessions.end_session(db, token=token):
+        raise PendingLoginError
+    return LoggedIn(user, sessions.create_session(db, user=user, kind="browser")), kind
+
+
+def issue_api_token(
+    db: Session, *, username: str, password: str, otp: str | None, client_ip: str
+) -> LoggedIn:
+    """An API token for the credentials, and for an account with two-factor sign-in a code
+    too (`otp`), in the one request: raises what `_authenticate` and
+    two_factor.check_code raise."""
+    user = _authenticate(db, username=username, password=password, client_ip=client_ip)
+    if user.two_factor_enabled:
+        two_factor.check_code(db, user=user, code=otp, client_ip=client_ip)
+    return LoggedIn(user, sessions.create_session(db, user=user, kind="api"))
 
 
 def confirm_password(db: Session, *, user: User, password: str | None, client_ip: str) -> None:

@@ -60,3 +60,17 @@ class InvalidFieldError(Exception):
 
 class InvalidLinkError(Exception):
     """A mailed link that is unknown, already used, expired or replaced by a newer one."""
+
+
+class WrongCodeError(Exception):
+    """A sign-in code (from the authenticator app, or a recovery code) is missing, wrong, or
+    was used already; `missing` tells the first apart (it is not counted as a failure)."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.missing = missing
+
+
+class PendingLoginError(Exception):
+    """The second step of a login came without a live first step (none, or expired)."""

@@ -12,14 +12,22 @@ from services.tokens import digest, new_token
 
 BROWSER_SESSION_TTL = timedelta(days=14)
 API_TOKEN_TTL = timedelta(days=30)
-SessionKind = Literal["browser", "api"]
+# A login whose password was right, waiting for its second step (services.two_factor): it
+# opens nothing itself, and lasts just long enough to find the phone and type a code.
+PENDING_LOGIN_TTL = timedelta(minutes=5)
+SessionKind = Literal["browser", "api", "pending"]
+TTLS: dict[SessionKind, timedelta] = {
+    "browser": BROWSER_SESSION_TTL,
+    "api": API_TOKEN_TTL,
+    "pending": PENDING_LOGIN_TTL,
+}
 
 
 def create_session(db: Session, *, user: User, kind: SessionKind) -> str:
     """Store a new session (hashed) and return the secret token for the client."""
     token = new_token()
-    ttl = BROWSER_SESSION_TTL if kind == "browser" else API_TOKEN_TTL
-    db.add(AuthSession(token_hash=digest(token), user=user, kind=kind, expires_at=utcnow() + ttl))
+    expires_at = utcnow() + TTLS[kind]
+    db.add(AuthSession(token_hash=digest(token), user=user, kind=kind, expires_at=expires_at))
     db.commit()
     return token
 
@@ -37,9 +45,12 @@ def find_session(db: Session, *, token: str, kind: SessionKind) -> AuthSession |
     )
 
 
-def end_session(db: Session, *, token: str) -> None:
-    db.execute(delete(AuthSession).where(AuthSession.token_hash == digest(token)))
+def end_session(db: Session, *, token: str) -> bool:
+    """Delete the session of `token`; whether there was one (of two requests racing to end
+    the same session, exactly one is told it did)."""
+    result = db.execute(delete(AuthSession).where(AuthSession.token_hash == digest(token)))
     db.commit()
+    return bool(result.rowcount)
 
 
 def end_all_sessions(db: Session, *, user: User, keep_token: str | None = None) -> None:

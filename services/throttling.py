@@ -1,9 +1,12 @@
 """Throttling, kept in the database so that every worker process sees the same count.
 
-Two things are counted, each row keyed by what it counts against:
+What is counted, each row keyed by what it counts against:
 - failed password checks (logging in, or confirming the current password before a sensitive
   change), against the account (`user:<id>`), or for a name no account has, that name
   (`name:<lower-cased name>`), and against the client's address (`ip:<address>`);
+- failed second-step codes (services.two_factor), against the account (`otp:<id>`) and the
+  address: a right password does not clear them, so knowing the password buys no more
+  guesses at the code;
 - registrations, against the client's address (`register:<address>`);
 - password reset requests, against the client's address (`reset-ip:<address>`) and the email
   address asked about (`reset-email:<address>`, whether or not an account has it);
@@ -26,7 +29,7 @@ from services.errors import ThrottledError
 
 # Failures allowed in the window before each further attempt must wait, per key kind.
 THROTTLE_WINDOW = timedelta(minutes=15)
-FREE_ATTEMPTS = {"user": 5, "name": 5, "ip": 20}
+FREE_ATTEMPTS = {"user": 5, "name": 5, "otp": 5, "ip": 20}
 MAX_WAIT_SECONDS = int(THROTTLE_WINDOW.total_seconds())
 # Registrations one address may make (accounts created, and attempts refused as a duplicate:
 # each of those would tell whether an email address has an account).
@@ -57,6 +60,10 @@ def _key(kind: str, value: str) -> str:
 
 def account_key(user_id: int) -> str:
     return _key("user", str(user_id))
+
+
+def code_key(user_id: int) -> str:
+    return _key("otp", str(user_id))
 
 
 def unknown_name_key(username: str) -> str:

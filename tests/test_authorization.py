@@ -1,6 +1,7 @@
 """Every state-changing route, page and API, for an anonymous visitor, another user and the
 author: the expected status, and the data unchanged wherever the request is refused."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
@@ -9,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from config import utcnow
-from models import MediaFile, OutboxMessage, Post, ReviewLink, Revision, User
+from models import MediaFile, OutboxMessage, Post, RecoveryCode, ReviewLink, Revision, User
 from schemas import PostUpdate
 from services import account_links
 from services.passwords import hash_password
@@ -17,6 +18,7 @@ from services.posts import update_post
 from services.reviews import create_review_link
 from tests.support.accounts import PASSWORD, form_token
 from tests.support.images import png_bytes, varied_png
+from tests.support.two_factor import SECRET, code_at, enable_two_factor
 
 
 @cache
@@ -38,11 +40,33 @@ class Case:
     expected: dict  # actor -> status
     # The post's status: a draft is hidden from everyone but its author (404, not 403).
     post_status: str = "published"
+    # Arranges the acting user's account (the author's, for an anonymous visitor) and gives
+    # the body fields only that account could know, such as a current two-factor code.
+    prepare: Callable[[object, User], dict] | None = None
     # Edited once before the request, so that it has two revisions (the first to restore).
     edited: bool = False
     # Open to anyone (a mailed link's token is the authority): the change must happen
     # whoever sends it, and no one is sent to the log-in page.
     public: bool = False
+
+
+def pending_two_factor(db, user: User) -> dict:
+    user.totp_pending_secret = SECRET
+    db.commit()
+    return {"code": code_at(SECRET, utcnow())}
+
+
+def with_two_factor(db, user: User) -> dict:
+    enable_two_factor(db, user)
+    # The set-up used this moment's code; the next one is as good for a while.
+    return {"code": code_at(SECRET, utcnow(), 1), "password": PASSWORD}
+
+
+def renewing_codes(db, user: User) -> dict:
+    return {"current_code": with_two_factor(db, user)["code"]}
+
+
+TWO_FACTOR_DONE = {"anonymous": 303, "other": 200, "author": 200}
 
 
 PAGE_AUTHOR_ONLY = {"anonymous": 303, "other": 403, "author": 303}
@@ -275,6 +299,30 @@ CASES = [
         "page-upload",
         {"anonymous": 303, "other": 403, "author": 200},
     ),
+    Case("POST", "/account/two-factor/setup", {}, "page", PAGE_SELF),
+    Case(
+        "POST",
+        "/account/two-factor/confirm",
+        {},
+        "page",
+        TWO_FACTOR_DONE,
+        "published",
+        pending_two_factor,
+    ),
+    Case(
+        "POST",
+        "/account/two-factor/recovery-codes",
+        {},
+        "page",
+        TWO_FACTOR_DONE,
+        "published",
+        renewing_codes,
+    ),
+    Case(
+        "POST", "/account/two-factor/disable", {}, "page", PAGE_SELF, "published", with_two_factor
+    ),
+    # The code step answers only a pending login: a session, or none, gets the log-in page.
+    Case("POST", "/login/code", {"code": "123456"}, "page", PAGE_SELF),
 ]
 
 
@@ -290,6 +338,9 @@ def snapshot(db) -> tuple:
             User.password_hash,
             User.email_verified_at,
             User.pending_email,
+            User.totp_secret,
+            User.totp_pending_secret,
+            User.totp_last_step,
         ).order_by(User.id)
     ).all()
     posts = db.execute(
@@ -299,7 +350,16 @@ def snapshot(db) -> tuple:
     revisions = db.execute(select(Revision.post_id, Revision.number).order_by(Revision.id)).all()
     mail = db.scalar(select(func.count(OutboxMessage.id)))
     media = db.scalars(select(MediaFile.id).order_by(MediaFile.id)).all()
-    return tuple(users), tuple(posts), tuple(links), tuple(revisions), mail, tuple(media)
+    codes = db.scalars(select(RecoveryCode.code_hash).order_by(RecoveryCode.id)).all()
+    return (
+        tuple(users),
+        tuple(posts),
+        tuple(links),
+        tuple(revisions),
+        mail,
+        tuple(media),
+        tuple(codes),
+    )
 
 
 @pytest.mark.parametrize("actor", ["anonymous", "other", "author"])
@@ -339,6 +399,7 @@ def test_authorization_matrix(
     path = case.path.format(**fill)
     body = {k: v.format(**fill) if isinstance(v, str) else v for k, v in case.body.items()}
     user = {"author": author, "other": other}.get(actor)
+    body = {**body, **(case.prepare(db, user or author) if case.prepare else {})}
     before = snapshot(db)
 
     if case.kind.startswith("page"):

@@ -36,14 +36,25 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 import main
+from config import utcnow
 from database import Database
-from models import AccountToken, AuthSession, LoginFailure, MediaFile, OutboxMessage, Post, User
+from models import (
+    AccountToken,
+    AuthSession,
+    LoginFailure,
+    MediaFile,
+    OutboxMessage,
+    Post,
+    RecoveryCode,
+    User,
+)
 from services import account_links, revisions
 from services.passwords import hash_password
 from services.posts import rendered_fields
 from services.sessions import create_session
 from tests.support.accounts import PASSWORD
 from tests.support.images import png_bytes
+from tests.support.two_factor import SECRET, code_at
 
 FUZZ_SETTINGS = settings(
     max_examples=40,
@@ -180,7 +191,8 @@ class Account:
 
 
 class World:
-    """Two users with a post each, the first being the fuzzer; rebuilt before each request."""
+    """Two users with a post each, the first being the fuzzer; rebuilt before each request.
+    The second has two-factor sign-in, so a token for that account needs a code as well."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
@@ -197,6 +209,8 @@ class World:
     def _add_user(db: Session, username: str, user_id: int | None = None) -> User:
         user = User(id=user_id, username=username, email=f"{username}@example.com")
         user.password_hash = password_hash()
+        if username == "fuzz-other":
+            user.totp_secret = SECRET
         db.add(user)
         return user
 
@@ -230,6 +244,7 @@ class World:
             AccountToken,
             LoginFailure,
             AuthSession,
+            RecoveryCode,
             MediaFile,
             Post,
             User,
@@ -297,6 +312,8 @@ class World:
             case.body["version"] = getattr(post, "version", case.body["version"])
         if route(case) == "POST /api/token":
             case.body.update(username=self.owner.username, password=PASSWORD)
+            if digest & 16:  # the account with two-factor sign-in, and its current code
+                case.body.update(username=self.other.username, otp=code_at(SECRET, utcnow()))
         elif route(case) == "PUT /api/users/me/password":
             case.body["current_password"] = PASSWORD
         elif route(case) in {"DELETE /api/users/me", "DELETE /api/users/{user_id}"}:

@@ -18,10 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from config import utcnow
 from services import account_links, mail
 from tests.support.accounts import PASSWORD, form_token, login
 from tests.support.images import png_bytes
 from tests.support.server import ROOT
+from tests.support.two_factor import code_at, secret_from
 
 VNU_JAR = ROOT / "tests" / "e2e" / "node_modules" / "vnu-jar" / "build" / "dist" / "vnu.jar"
 VNU_TIMEOUT_SECONDS = 300
@@ -158,6 +160,22 @@ def describe(messages: list[dict]) -> str:
         if message.get("extract"):
             lines.append(f"    {' '.join(message['extract'].split())}")
     return "\n".join(lines)
+
+
+def check_two_factor_pages(pages: Pages) -> None:
+    """Set-up (with its QR code), its errors, the recovery codes, and the settings when on."""
+    form = {"form_path": "/account/two-factor"}
+    pages.get("two-factor-off", "/account/two-factor")
+    setup = pages.post("two-factor-setup", "/account/two-factor/setup", {}, **form)
+    confirm = "/account/two-factor/confirm"
+    pages.post("two-factor-setup-error", confirm, {"code": "000000"}, status=400, **form)
+    code = code_at(secret_from(setup.text), utcnow())
+    pages.post("two-factor-recovery-codes", confirm, {"code": code}, **form)
+    pages.get("two-factor-on", "/account/two-factor")
+    pages.get("account-two-factor-on", "/account")
+    disable = "/account/two-factor/disable"
+    wrong = {"password": "wrong", "code": ""}
+    pages.post("two-factor-disable-error", disable, wrong, status=400, **form)
 
 
 # The markup does not depend on the database, so one backend is enough.
@@ -323,7 +341,11 @@ def test_every_page_type_is_valid_html(client, db, make_account, make_user, make
     )
     pages.get("account-delete", "/account/delete")
     pages.post("account-delete-error", "/account/delete", {"password": PASSWORD + "x"}, status=422)
+    check_two_factor_pages(pages)
     pages.post("logged-out-with-flash", "/logout", {}, form_path="/account")
+    # With two-factor sign-in on, the password leads to the code step.
+    pages.post("login-code", "/login", {"username": "writer", "password": PASSWORD})
+    pages.post("login-code-error", "/login/code", {"code": "000000"}, status=400)
 
     messages = run_vnu(tmp_path, pages.html)
 

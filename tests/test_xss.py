@@ -24,6 +24,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from routers.feeds import xml_text
 from schemas import USERNAME_PATTERN, plain_line
@@ -425,6 +426,8 @@ def check_as_author(
     else:
         audit.page(where, response, status=422, shown=[("upload filename", item.payload)])
 
+    check_two_factor_pages(audit, member, item, token, wrong_code=real_picture)
+
     where = f"GET /posts/{item.post_id}/edit [{item.payload!r}]"
     response = member.get(f"/posts/{item.post_id}/edit")
     root = audit.page(where, response, shown=stored_fields(item))
@@ -528,6 +531,50 @@ def check_history(audit: Audit, member: TestClient, item: Seeded) -> None:
     audit.page(where, response, shown=stored_fields(item))
 
 
+def check_two_factor_pages(
+    audit: Audit, member: TestClient, item: Seeded, token: str, *, wrong_code: bool
+) -> None:
+    """The set-up pages name the account (and draw it into the QR code); a code typed in
+    is never shown back. Only a few wrong codes are sent: each one counts against the
+    address, which the log-ins below share."""
+    where = f"GET /account/two-factor [{item.payload!r}]"
+    audit.page(where, member.get("/account/two-factor"), shown=[("username", item.payload)])
+    where = f"POST /account/two-factor/setup [{item.payload!r}]"
+    response = member.post("/account/two-factor/setup", data={"csrf_token": token})
+    root = audit.page(where, response, shown=[("username", item.payload)])
+    qr_codes = root.find_all("svg", "qr-code")
+    audit.expect(where, len(qr_codes) == 1, f"{len(qr_codes)} QR codes")
+    if wrong_code:
+        where = f"POST /account/two-factor/confirm code={item.payload!r}"
+        data = {"csrf_token": token, "code": item.payload}
+        response = member.post("/account/two-factor/confirm", data=data)
+        audit.page(where, response, status=400, shown=[("two-factor code", item.payload)])
+
+
+def check_code_step(audit: Audit, app: FastAPI, db, username: str) -> None:
+    """The code step of a login keeps a hostile `next` as text, in the page and the form."""
+    from models import User
+    from services import accounts
+    from tests.support.two_factor import enable_two_factor
+    from web.cookies import PENDING_LOGIN_COOKIE
+
+    user = db.scalar(select(User).where(User.username == username))
+    enable_two_factor(db, user)
+    with TestClient(app) as visitor:
+        visitor.cookies.set(PENDING_LOGIN_COOKIE, accounts.finish_login(db, user=user).token)
+        for payload in (*PAYLOADS, *REFLECTED_ONLY, *NEXT_TARGETS):
+            where = f"GET /login/code?next={payload!r}"
+            response = visitor.get("/login/code", params={"next": payload})
+            root = audit.page(where, response, shown=[("next", payload)])
+            next_inputs = root.find_all("input", name="next")
+            value = next_inputs[0].attrs.get("value") if next_inputs else None
+            audit.shows(where, "hidden next", value, payload, exact=True)
+        where = "POST /login/code (wrong code, hostile next)"
+        data = {"csrf_token": csrf_from(response.text), "code": PAYLOADS[0], "next": PAYLOADS[1]}
+        response = visitor.post("/login/code", data=data)
+        audit.page(where, response, status=400, shown=[("next", PAYLOADS[1])])
+
+
 def check_login_redirects(audit: Audit, app: FastAPI, username: str) -> None:
     """A real log-in with a hostile `next` must land on this site."""
     # Each log-in costs an argon2 verification; GET /login while logged in runs the same
@@ -594,6 +641,12 @@ BAD_MARKUP = {
     "object": "<object data=/x></object>",
     "embed": "<embed src=/x>",
     "svg": "<svg></svg>",
+    "svg posing as a QR code": '<svg class="qr-code"><script>alert(1)</script></svg>',
+    "QR code with a handler": '<svg class="qr-code" onload="alert(1)"><path d="M0 0"/></svg>',
+    "QR code with a link": '<svg class="qr-code"><a href="/x"><path d="M0 0"/></a></svg>',
+    "QR code with foreign content": '<svg class="qr-code"><foreignObject></foreignObject></svg>',
+    "QR code with a style": '<svg class="qr-code"><path style="x" d="M0 0"/></svg>',
+    "QR code inside an svg": '<svg><svg class="qr-code"></svg></svg>',
     "math": "<math></math>",
     "base": "<base href=/>",
     "meta refresh": '<meta http-equiv="refresh" content="0;url=/">',
@@ -607,6 +660,15 @@ BAD_MARKUP = {
 def test_inspector_flags_unsafe_markup(case):
     _, problems = inspect_html(BAD_MARKUP[case])
     assert problems, case
+
+
+def test_inspector_accepts_the_sites_own_qr_code():
+    from services.two_factor import qr_code_svg
+
+    svg = qr_code_svg("otpauth://totp/Inkwell:<script>?secret=AAAA", title="QR <b>code</b>")
+    root, problems = inspect_html(f"<figure>{svg}</figure><p>after</p>")
+    assert problems == []
+    assert root.find_all("p")[0].text() == "after"
 
 
 def test_inspector_accepts_the_sites_own_kind_of_markup():
@@ -686,7 +748,7 @@ def check_media(audit: Audit, member: TestClient, item: Seeded, number: int) -> 
 
 
 def test_xss_corpus_in_every_field_and_page(
-    app, client, backend, make_user, make_account, api_headers, browser_session
+    app, client, db, backend, make_user, make_account, api_headers, browser_session
 ):
     audit = Audit(backend)
     seeded = seed_corpus(client, make_user, api_headers)
@@ -718,6 +780,7 @@ def test_xss_corpus_in_every_field_and_page(
             check_history(audit, member, item)
             check_media(audit, member, item, number)
     check_login_redirects(audit, app, make_account("xss-login").username)
+    check_code_step(audit, app, db, make_account("xss-two-factor").username)
 
     print(audit.summary())
     shown = "\n".join(audit.problems[:60])

@@ -6,14 +6,16 @@ from datetime import timedelta
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.sessions import BROWSER_SESSION_TTL
+from services.sessions import BROWSER_SESSION_TTL, PENDING_LOGIN_TTL
 
 SESSION_COOKIE = "inkwell_session"
+# A login waiting for its two-factor code: the token of the pending login, nothing else.
+PENDING_LOGIN_COOKIE = "inkwell_pending_login"
 # Binds a visitor's CSRF token before they log in.
 ANON_CSRF_COOKIE = "inkwell_csrf"
 FLASH_COOKIE = "inkwell_flash"
 # Cookies whose presence makes a response personal to the one browser that sent them.
-PERSONAL_COOKIES = (SESSION_COOKIE, ANON_CSRF_COOKIE, FLASH_COOKIE)
+PERSONAL_COOKIES = (SESSION_COOKIE, ANON_CSRF_COOKIE, FLASH_COOKIE, PENDING_LOGIN_COOKIE)
 
 
 def set_cookie(
@@ -32,6 +34,10 @@ def set_cookie(
 
 def set_session_cookie(response: Response, request: Request, token: str) -> None:
     set_cookie(response, request, SESSION_COOKIE, token, max_age=BROWSER_SESSION_TTL)
+
+
+def set_pending_login_cookie(response: Response, request: Request, token: str) -> None:
+    set_cookie(response, request, PENDING_LOGIN_COOKIE, token, max_age=PENDING_LOGIN_TTL)
 
 
 def clear_cookie(response: Response, name: str) -> None:

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from database import SessionDep
@@ -14,9 +14,12 @@ from routers.api.common import (
     INVALID,
     LIST_HEADERS,
     NOT_FOUND,
+    OTP_NEEDED,
+    OTP_WRONG,
     REGISTRATIONS_THROTTLED,
     SELF_WITH_PASSWORD,
     THROTTLED,
+    TOKEN_REFUSED,
     TOO_LARGE,
     TOO_MANY_REGISTRATIONS,
     WRONG_PASSWORD,
@@ -35,6 +38,7 @@ from schemas import (
     UserUpdate,
 )
 from services import accounts, media, posts, sessions, users
+from services.errors import WrongCodeError
 from web.deps import ApiToken, ApiUser, Paging
 from web.media import StorageDep
 from web.middleware import UPLOAD_BODY_LIMIT, BodyLimitedRoute, body_limit
@@ -48,25 +52,44 @@ router = APIRouter(route_class=BodyLimitedRoute)
 # ---------------------------------------------------------------- tokens
 
 
-@router.post("/token", response_model=Token, responses=AUTH | THROTTLED | BODY)
+OTP_MAX_LENGTH = 64
+OtpField = Annotated[
+    str | None,
+    Form(
+        max_length=OTP_MAX_LENGTH,
+        description="For an account with two-factor sign-in: the current code from the "
+        "authenticator app, or one of the recovery codes",
+    ),
+]
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, {"WWW-Authenticate": "Bearer"})
+
+
+@router.post("/token", response_model=Token, responses=TOKEN_REFUSED | THROTTLED | BODY)
 def issue_token(
-    request: Request, db: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+    request: Request,
+    db: SessionDep,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    otp: OtpField = None,
 ) -> Any:
     """Exchange a username and password for a bearer token (OAuth2 password flow). The
-    username may be written in any case."""
+    username may be written in any case. An account with two-factor sign-in also needs
+    `otp`: a current code, or a recovery code (401 when missing, wrong or already used)."""
     try:
         with throttled():
-            logged_in = accounts.log_in(
+            logged_in = accounts.issue_api_token(
                 db,
                 username=form.username,
                 password=form.password,
+                otp=otp,
                 client_ip=client_ip(request),
-                kind="api",
             )
     except accounts.InvalidLoginError as exc:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, accounts.INVALID_LOGIN, {"WWW-Authenticate": "Bearer"}
-        ) from exc
+        raise _unauthorized(accounts.INVALID_LOGIN) from exc
+    except WrongCodeError as exc:
+        raise _unauthorized(OTP_NEEDED if exc.missing else OTP_WRONG) from exc
     return Token(access_token=logged_in.token)
 
 

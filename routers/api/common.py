@@ -37,6 +37,11 @@ Responses = dict[int | str, dict[str, Any]]
 NOT_FOUND: Responses = {404: error_response("Not found")}
 CONFLICT: Responses = {409: error_response(users.UNUSABLE)}
 AUTH: Responses = {401: error_response("Not authenticated")}
+OTP_NEEDED = "This account has two-factor sign-in: send the current code in the otp field"
+OTP_WRONG = "The code in the otp field is not right, or it has been used already"
+TOKEN_REFUSED: Responses = {
+    401: error_response("Invalid username or password, or a two-factor code missing or wrong")
+}
 FORBIDDEN: Responses = {403: error_response("Not allowed for this user")}
 WRONG_PASSWORD: Responses = {403: error_response("The current password is missing or incorrect")}
 # Routes under /users/{user_id} that need the password refuse for either reason.

@@ -2,11 +2,13 @@
 
 import re
 from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.support.browser import ARTIFACTS_DIR, CHROMIUM, CHROMIUM_ARGS, E2E_DIR
+from tests.support.clock import ClockFile
 from tests.support.server import migrate, running_server
 from tests.support.smtp import MailCatcher
 
@@ -48,6 +50,16 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     migrate(database_url)
     with running_server(database_url, directory / "media") as base_url:
         yield base_url
+
+
+@pytest.fixture
+def timed_server(tmp_path: Path) -> Iterator[tuple[str, ClockFile]]:
+    """The real app on a fresh database, reading the time from a file the test moves."""
+    clock = ClockFile(tmp_path / "clock")
+    database_url = f"sqlite:///{tmp_path / 'journey.db'}"
+    migrate(database_url)
+    with running_server(database_url, tmp_path / "media", CLOCK_FILE=str(clock.path)) as url:
+        yield url, clock
 
 
 @pytest.fixture

@@ -2,29 +2,16 @@
 a schedule, and the moment it goes live, on a server whose clock the test moves."""
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 
 import feedparser
 import httpx
-import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.support.accounts import PASSWORD
 from tests.support.api import create_user
-from tests.support.clock import ClockFile
-from tests.support.server import migrate, running_server
 
 LOCAL_INPUT = "%Y-%m-%dT%H:%M"
-
-
-@pytest.fixture
-def timed_server(tmp_path) -> Iterator[tuple[str, ClockFile]]:
-    clock = ClockFile(tmp_path / "clock")
-    database_url = f"sqlite:///{tmp_path / 'journey.db'}"
-    migrate(database_url)
-    with running_server(database_url, tmp_path / "media", CLOCK_FILE=str(clock.path)) as url:
-        yield url, clock
 
 
 def log_in(page: Page, username: str) -> None:
