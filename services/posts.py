@@ -24,6 +24,7 @@ from services.errors import (
     ForbiddenError,
     NotFoundError,
 )
+from services.paging import NumberedPage
 from services.text import slugify
 
 POST_NOT_FOUND = "Post not found"
@@ -51,25 +52,11 @@ def visible_to(viewer: User | None) -> ColumnElement[bool]:
 
 
 @dataclass(frozen=True)
-class PostPage:
-    """One page of a newest-first post listing.
-
-    `last_known_page` is the highest page number known to exist. Only a bounded number of
-    rows past this page is counted, so a listing costs the same at any table size.
-    """
+class PostPage(NumberedPage):
+    """One page of a newest-first post listing. Only a bounded number of rows past this page
+    is counted, so a listing costs the same at any table size."""
 
     posts: list[Post]
-    number: int
-    size: int
-    last_known_page: int
-
-    @property
-    def has_next(self) -> bool:
-        return self.last_known_page > self.number
-
-    @property
-    def has_previous(self) -> bool:
-        return self.number > 1
 
 
 # ---------------------------------------------------------------- posts
@@ -132,7 +119,9 @@ def list_posts(
     posts = db.scalars(_newest_first(page_rows).limit(per_page)).all()
     ahead = _count_rows_after(db, listing, start=offset + per_page, cap=lookahead_pages * per_page)
     pages_ahead = -(-ahead // per_page)
-    return PostPage(list(posts), page, per_page, page + pages_ahead)
+    return PostPage(
+        posts=list(posts), number=page, size=per_page, last_known_page=page + pages_ahead
+    )
 
 
 def newest_post_stamps(db: Session, *, limit: int) -> list[tuple[int, str, int, datetime]]:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, defer, joinedload
 from models import Post, Revision, User
 from schemas import MAX_ID
 from services.errors import NotFoundError
+from services.paging import NumberedPage
 
 SNAPSHOT_EVERY = 50
 # Changed stretches longer than this (in words) are not compared word by word: they are
@@ -177,21 +178,10 @@ def record(db: Session, *, post: Post, before: PostState, change: Change | None)
 
 
 @dataclass(frozen=True)
-class RevisionPage:
+class RevisionPage(NumberedPage):
     """One page of a post's history, newest first (the shape _pagination.html reads)."""
 
     revisions: list[Revision]
-    number: int
-    size: int
-    last_known_page: int
-
-    @property
-    def has_next(self) -> bool:
-        return self.last_known_page > self.number
-
-    @property
-    def has_previous(self) -> bool:
-        return self.number > 1
 
 
 def list_revisions(db: Session, *, post: Post, page: int, per_page: int) -> RevisionPage:
@@ -205,7 +195,12 @@ def list_revisions(db: Session, *, post: Post, page: int, per_page: int) -> Revi
         .offset((page - 1) * per_page)
     ).all()
     total = db.scalar(select(func.count()).where(Revision.post_id == post.id)) or 0
-    return RevisionPage(list(rows), page, per_page, max(1, -(-total // per_page)))
+    return RevisionPage(
+        revisions=list(rows),
+        number=page,
+        size=per_page,
+        last_known_page=max(1, -(-total // per_page)),
+    )
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,15 @@ from fastapi import (
 
 from database import SessionDep
 from models import MediaFile, User
-from routers.api.common import AUTH, BODY, NOT_FOUND, TOO_LARGE, Responses, error_response
+from routers.api.common import (
+    AUTH,
+    BODY,
+    NOT_FOUND,
+    TOO_LARGE,
+    Responses,
+    error_response,
+    link_neighbours,
+)
 from schemas import MAX_ID, MediaPublic
 from services import images, media
 from services.media import variant_sizes
@@ -104,13 +112,7 @@ def list_media(
 ) -> Any:
     """Your images, newest first, with the posts that show them."""
     page = images.library_page(db, user=user, number=paging.number, size=paging.size)
-    links = []
-    if page.has_previous:
-        links.append(f'<{request.url.include_query_params(page=page.number - 1)}>; rel="prev"')
-    if page.has_next:
-        links.append(f'<{request.url.include_query_params(page=page.number + 1)}>; rel="next"')
-    if links:
-        response.headers["Link"] = ", ".join(links)
+    link_neighbours(request, response, page)
     return [media_public(request, item, page.usages[item.id], user) for item in page.items]
 
 

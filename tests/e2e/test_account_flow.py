@@ -130,7 +130,10 @@ def test_register_write_edit_picture_delete_log_out(
     page.get_by_label("Confirm password").fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
     expect_url(page, live_server, "/")
-    expect_flash(page, f"Welcome to Inkwell, {name}!")
+    expect_flash(
+        page,
+        f"Welcome to Inkwell, {name}! We have sent you a link to confirm {name}@example.com.",
+    )
     expect_logged_in(page)
 
     # Log out, then back in through the nav.
