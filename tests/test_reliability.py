@@ -153,13 +153,16 @@ def test_concurrent_writers_lose_nothing(empty_database_url, backend, tmp_path, 
     found, problems = check_posts(ledger, stored)
     print(
         f"\nconcurrency [{backend}, {workers} worker(s)]: {ledger.requests} requests sent by "
-        f"{CLIENTS} clients in {seconds:g} s, {ledger.errors} errors, "
+        f"{CLIENTS} clients in {seconds:g} s, {ledger.errors} errors "
+        f"({ledger.busy} of them 503 with Retry-After), "
         f"{ledger.acknowledged_writes} writes acknowledged, {found} writes found "
         f"({len(deleted)} deletions confirmed gone, "
         f"{len(ledger.retired)} ids of deleted posts reused); {ledger.statuses_text()}"
     )
     assert not ledger.problems, (ledger.problems[:10], server.log_tail())
-    assert ledger.server_errors == 0
+    # Nothing but a 503 with Retry-After, which asks the client to try again (a deadlock
+    # PostgreSQL ended by rolling one transaction back; rare, and nothing of it is written).
+    assert ledger.server_errors == ledger.busy
     assert not ledger.transport_errors, ledger.transport_errors
     assert "database is locked" not in log
     assert "Traceback" not in log, server.log_tail()

@@ -115,12 +115,16 @@ BUSY_MESSAGE = "The site is busy right now; please try again in a moment."
 # PostgreSQL's connection failures (class 08), and a server shutting down, crashed, or still
 # starting (57P01-57P03): a restart of the database, over in seconds.
 _UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+# A deadlock or serialisation failure: PostgreSQL rolled the transaction back, and the same
+# request a moment later goes through.
+_RETRY_SQLSTATES = ("40P01", "40001")
 
 
 def _is_transient(exc: OperationalError) -> bool:
     """Worth a retry in a moment: SQLite's busy timeout ran out, PostgreSQL's lock_timeout
-    fired (SQLSTATE 55P03), or the database went away and is coming back: a connection was
-    cut, or none could be made (the error then comes with no statement)."""
+    fired (SQLSTATE 55P03) or it chose this transaction to end a deadlock, or the database
+    went away and is coming back: a connection was cut, or none could be made (the error
+    then comes with no statement)."""
     sqlstate = getattr(exc.orig, "sqlstate", None) or ""
     return (
         "database is locked" in str(exc.orig)
@@ -128,6 +132,7 @@ def _is_transient(exc: OperationalError) -> bool:
         or exc.connection_invalidated
         or exc.statement is None
         or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+        or sqlstate in _RETRY_SQLSTATES
     )
 
 

@@ -87,6 +87,9 @@ class Ledger:
     # where a closed connection means a crash, which may have applied the request.
     resend_on_closed_connection: bool = False
     resent: int = 0
+    # 503 with Retry-After: the server refused the request before doing anything (a write
+    # queue full, a deadlock PostgreSQL ended by rolling this one back); the client waits.
+    busy: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def send(
@@ -116,6 +119,9 @@ class Ledger:
             self.in_flight -= 1
             self.latencies.append(time.monotonic() - started)
             self.statuses[response.status_code] += 1
+            if response.status_code == 503 and "retry-after" in response.headers:
+                self.busy += 1
+                return None
             if response.status_code not in accepted or "database is locked" in body.lower():
                 self.problems.append(f"{method} {url} -> {response.status_code}: {body[:500]}")
         return response if response.status_code in accepted else None
