@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 _names = itertools.count(1)
-LOAD_SECONDS = float(os.environ.get("INKWELL_CLUSTER_LOAD_SECONDS", "8"))
+LOAD_SECONDS = float(os.environ.get("INKWELL_CLUSTER_LOAD_SECONDS", "6"))
 
 
 @pytest.fixture(scope="module")

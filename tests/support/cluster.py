@@ -188,6 +188,7 @@ def run_with_fault(
             ledger,
             stop,
             verify=trusted,
+            deletes_may_be_resent=True,
         )
         for n in range(writers)
     ]
