@@ -17,6 +17,7 @@ from config import Settings, use_clock
 from database import Base, Database
 from main import create_app
 from models import Post, User
+from services.mail import deliver_due
 from services.passwords import hash_password
 from services.posts import rendered_fields
 from services.sessions import create_session
@@ -24,7 +25,7 @@ from services.text import slugify
 from tests.support.accounts import PASSWORD
 from tests.support.clock import MovableClock
 from tests.support.pg import PostgresCluster
-from tests.support.smtp import MailCatcher
+from tests.support.smtp import MailCatcher, smtp_settings
 from web.cookies import SESSION_COOKIE
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -137,6 +138,21 @@ def smtp_server() -> Iterator[MailCatcher]:
         yield catcher
     finally:
         catcher.stop()
+
+
+@pytest.fixture
+def send(app: FastAPI, settings: Settings, smtp_server: MailCatcher) -> Callable[[], list]:
+    """Deliver the outbox to the test SMTP server; return what arrived since last time."""
+    seen = 0
+
+    def deliver() -> list:
+        nonlocal seen
+        deliver_due(app.state.database, smtp_settings(settings, smtp_server))
+        fresh = smtp_server.messages[seen:]
+        seen = len(smtp_server.messages)
+        return fresh
+
+    return deliver
 
 
 @pytest.fixture

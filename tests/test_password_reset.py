@@ -8,27 +8,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from models import OutboxMessage, User
-from services.mail import deliver_due
 from services.passwords import verify_password
 from tests.support.accounts import PASSWORD, csrf_from, form_token, login
-from tests.support.smtp import link_in, smtp_settings, token_in
+from tests.support.smtp import link_in, token_in
 
 NEW_PASSWORD = "a brand new passphrase"
-
-
-@pytest.fixture
-def send(app, settings, smtp_server):
-    """Deliver the outbox to the test SMTP server; return what arrived since last time."""
-    seen = 0
-
-    def deliver() -> list:
-        nonlocal seen
-        deliver_due(app.state.database, smtp_settings(settings, smtp_server))
-        fresh = smtp_server.messages[seen:]
-        seen = len(smtp_server.messages)
-        return fresh
-
-    return deliver
 
 
 def reset_token(client, send, email: str) -> str:

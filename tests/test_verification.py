@@ -2,27 +2,11 @@
 takes effect only once confirmed, and the old one is told; links are sent again on request,
 a few an hour."""
 
-import pytest
 from sqlalchemy import select
 
 from models import User
-from services.mail import deliver_due
 from tests.support.accounts import PASSWORD, csrf_from, form_token
-from tests.support.smtp import link_in, smtp_settings
-
-
-@pytest.fixture
-def send(app, settings, smtp_server):
-    seen = 0
-
-    def deliver() -> list:
-        nonlocal seen
-        deliver_due(app.state.database, smtp_settings(settings, smtp_server))
-        fresh = smtp_server.messages[seen:]
-        seen = len(smtp_server.messages)
-        return fresh
-
-    return deliver
+from tests.support.smtp import link_in
 
 
 def stored(db, user_id: int) -> User:

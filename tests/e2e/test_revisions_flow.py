@@ -42,6 +42,14 @@ def stored_content(live_server: str, post_id: int) -> str:
     return httpx.get(f"{live_server}/api/posts/{post_id}", timeout=10).json()["content"]
 
 
+def edit_in_both(tabs: tuple[Page, Page], live_server: str, author: Account) -> int:
+    """A new post, its edit form open in both tabs; returns its id."""
+    post_id = new_post(live_server, author)
+    for page in tabs:
+        page.goto(f"/posts/{post_id}/edit")
+    return post_id
+
+
 def rewrite(page: Page, old: str, new: str) -> None:
     """Change one paragraph in the open edit form's text, as a person typing would."""
     content = page.get_by_label("Content")
@@ -52,9 +60,7 @@ def test_edits_of_different_paragraphs_in_two_tabs_both_survive(
     two_tabs: tuple[Page, Page], live_server: str, author: Account
 ) -> None:
     first, second = two_tabs
-    post_id = new_post(live_server, author)
-    for page in (first, second):
-        page.goto(f"/posts/{post_id}/edit")
+    post_id = edit_in_both(two_tabs, live_server, author)
     rewrite(first, PARAGRAPHS[0], "The river was low in May.")
     rewrite(second, PARAGRAPHS[2], "Cake at the lock.")
     first.get_by_role("button", name="Save changes").click()
@@ -73,9 +79,7 @@ def test_overlapping_edits_in_two_tabs_show_the_conflict_and_lose_nothing(
     two_tabs: tuple[Page, Page], live_server: str, author: Account
 ) -> None:
     first, second = two_tabs
-    post_id = new_post(live_server, author)
-    for page in (first, second):
-        page.goto(f"/posts/{post_id}/edit")
+    post_id = edit_in_both(two_tabs, live_server, author)
     rewrite(first, PARAGRAPHS[1], "We cycled the towpath.")
     rewrite(second, PARAGRAPHS[1], "We ran along the towpath.")
     first.get_by_role("button", name="Save changes").click()
