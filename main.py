@@ -11,7 +11,17 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from config import Settings, file_clock, get_settings, startup_problem, use_clock
 from database import Database
-from routers import account, api, feeds, health, history, pages, two_factor, writing
+from routers import (
+    account,
+    api,
+    feeds,
+    health,
+    history,
+    pages,
+    portability,
+    two_factor,
+    writing,
+)
 from routers import media as media_pages
 from services.mail import MailSender
 from services.maintenance import maintenance_turn
@@ -137,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(account.router)
     app.include_router(media_pages.router)
+    app.include_router(portability.router)
     app.include_router(two_factor.router)
     app.include_router(feeds.router)
     _add_middleware(app, settings)

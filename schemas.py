@@ -503,3 +503,29 @@ class MediaPublic(BaseModel):
     created_at: datetime
     used_in: list[int] = Field(description="Ids of your posts that show the image")
     in_use: bool = Field(description="Whether any post shows it (deleting then needs force)")
+
+
+# ---------------------------------------------------------------- export and import
+
+
+class ImportedPostPublic(BaseModel):
+    """A post an import wrote."""
+
+    id: int
+    slug: str
+    title: str
+    status: PostStatus
+
+
+class SkippedItemPublic(BaseModel):
+    """A file of the upload (or an item of a WordPress export) left out, and why."""
+
+    name: str
+    reason: str
+
+
+class ImportReportPublic(BaseModel):
+    """What an import wrote and what it left out; nothing is written when it answers 4xx."""
+
+    imported: list[ImportedPostPublic]
+    skipped: list[SkippedItemPublic]

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from routers.api import accounts, media, posts, recovery, revisions
+from routers.api import accounts, media, portability, posts, recovery, revisions
 from web.middleware import BodyLimitedRoute
 
 router = APIRouter(prefix="/api", tags=["api"], route_class=BodyLimitedRoute)
@@ -11,3 +11,4 @@ router.include_router(posts.router)
 router.include_router(revisions.router)
 router.include_router(recovery.router)
 router.include_router(media.router)
+router.include_router(portability.router)
