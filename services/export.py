@@ -39,8 +39,9 @@ _UNIX = 3
 # The site's own image paths as posts store them (`/media/images/<digest>-WxH.jpg`), not when
 # they are the tail of some other site's address.
 _SITE_IMAGE = re.compile(r"(?<![\w/.:%-])" + images.IMAGE_PATH.pattern)
-# YAML refuses these characters unescaped (its "printable" set); JSON leaves them as they are.
-_YAML_UNPRINTABLE = re.compile("[\x7f-\x84\x86-\x9f\ufffe\uffff]")
+# YAML refuses these characters unescaped (outside its "printable" set) or reads them as line
+# breaks (NEL, LS, PS); JSON leaves them as they are.
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
 
 CanonicalUrl = Callable[[Post], str]
 
@@ -48,7 +49,7 @@ CanonicalUrl = Callable[[Post], str]
 def yaml_string(value: str) -> str:
     """A double-quoted scalar that YAML (and JSON) read back as exactly `value`."""
     quoted = json.dumps(value, ensure_ascii=False)
-    return _YAML_UNPRINTABLE.sub(lambda match: f"\\x{ord(match[0]):02x}", quoted)
+    return _YAML_UNSAFE.sub(lambda match: f"\\u{ord(match[0]):04x}", quoted)
 
 
 def _moment(value: datetime | None) -> str | None:
@@ -211,7 +212,7 @@ def _author_entries(
     # Second pass: posts.json, written into its entry a batch at a time.
     info = _entry(folder + POSTS_JSON, _newest_change(db, author.id))
     with archive.open(info, "w") as entry:
-        header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "author": author.username}
+        header = {"format": FORMAT_NAME, "version": FORMAT_VERSION}
         entry.write(json.dumps(header, ensure_ascii=False)[:-1].encode() + b', "posts": [')
         number = 0
         for batch in _batches(db, author.id):
