@@ -300,5 +300,107 @@ def send_mail() -> None:
     typer.echo(f"Sent {report.sent}, to retry {report.retrying}, given up {report.failed}.")
 
 
+def _media_storage(settings: Any) -> Any:
+    from services.storage import storage_for
+
+    return storage_for(settings)
+
+
+@app.command("export")
+def export_posts(
+    everyone: Annotated[
+        bool, typer.Option("--all", help="The whole site, one folder per author.")
+    ] = False,
+    user: Annotated[
+        str | None, typer.Option(help="One author's posts, as their export page gives them.")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="File to write (default: inkwell-export-<UTC date>.zip).", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Export posts as a zip of Markdown files with their images and posts.json.
+
+    Canonical URLs are made from PUBLIC_URL. The file is written under a temporary name
+    and renamed when complete.
+    """
+    from config import get_settings, utcnow
+    from database import Database
+    from services import export
+
+    if everyone == (user is not None):
+        raise CliError("give either --all or --user NAME")
+    settings = get_settings()
+    base = settings.public_url.rstrip("/")
+    target = output or Path(f"inkwell-export-{utcnow():%Y-%m-%d}.zip")
+    partial = target.with_name(f".{target.name}.partial")
+    database = Database(settings.database_url)
+    try:
+        with database.session(write=False) as db, partial.open("wb") as file:
+            authors = export.all_authors(db) if everyone else [export.find_author(db, user or "")]
+            for piece in export.export_archive(
+                db,
+                authors=authors,
+                storage=_media_storage(settings),
+                # The address the post page has (routers.pages), on the configured site.
+                canonical_url=lambda post: f"{base}/posts/{post.id}/{post.slug}",
+                folder_per_author=everyone,
+            ):
+                file.write(piece)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+        database.dispose()
+    typer.echo(f"Export written to {target} ({target.stat().st_size:,} bytes)")
+
+
+@app.command("import")
+def import_posts(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="An Inkwell export or a zip of Markdown files, a WordPress export (XML), "
+            "or a directory of Markdown files."
+        ),
+    ],
+    user: Annotated[str, typer.Option(help="The author the posts are imported for.")],
+) -> None:
+    """Import posts into an author's account: all or nothing, with a line for each file left
+    out and why. Larger limits than the web form (1 GB archives, 50,000 posts)."""
+    from config import get_settings
+    from database import Database, reading
+    from services import export, importing
+    from services.import_formats import Limits, open_path
+
+    settings = get_settings()
+    limits = Limits.for_command_line()
+    source = open_path(path, limits)
+    database = Database(settings.database_url)
+    try:
+        with database.session(write=True) as db:
+            reading(db)  # the lookup is a read: the write lock waits for the write itself
+            author = export.find_author(db, user)
+            db.commit()
+            report = importing.import_posts(
+                db,
+                user=author,
+                source=source,
+                storage=_media_storage(settings),
+                limits=limits,
+                max_files=settings.media_max_files_per_user,
+                max_bytes=settings.media_max_bytes_per_user,
+            )
+    finally:
+        source.close()
+        database.dispose()
+    for item in report.imported:
+        typer.echo(f"imported: {item.slug} ({item.status}, id {item.id})")
+    for skipped in report.skipped:
+        typer.echo(f"skipped: {skipped.name}: {skipped.reason}")
+    typer.echo(f"{len(report.imported)} imported, {len(report.skipped)} skipped.")
+
+
 if __name__ == "__main__":
     app()

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from models import MediaFile, Post, User
 from services import images
+from services.errors import NotFoundError
 from services.storage import MediaStorage
 
 FORMAT_NAME = "inkwell-export"
@@ -280,3 +281,11 @@ def all_authors(db: Session) -> Iterator[User]:
 
 def archive_name(username: str, moment: datetime) -> str:
     return f"inkwell-{username}-{moment:%Y-%m-%d}.zip"
+
+
+def find_author(db: Session, username: str) -> User:
+    """The user of that name, in any case (as logging in finds it); NotFoundError if none."""
+    user = db.scalar(select(User).where(func.lower(User.username) == username.lower()))
+    if user is None:
+        raise NotFoundError(f"No user is called {username!r}")
+    return user

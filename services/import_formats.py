@@ -84,6 +84,8 @@ class Source(Protocol):
 
     def read(self, name: str, max_bytes: int) -> bytes: ...
 
+    def close(self) -> None: ...
+
 
 def unsafe_name(name: str) -> str | None:
     """Why a member name is refused (it could point outside the archive), or None."""
@@ -102,8 +104,9 @@ class ZipSource:
     """A zip read within Limits: member count and declared sizes checked up front, and the
     bytes actually inflated counted as they come, per member and for the whole archive."""
 
-    def __init__(self, file: BinaryIO, limits: Limits) -> None:
+    def __init__(self, file: BinaryIO, limits: Limits, *, owns_file: bool = False) -> None:
         self.limits = limits
+        self.file = file if owns_file else None
         self.inflated = 0
         self.refused: list[tuple[str, str]] = []
         try:
@@ -126,6 +129,11 @@ class ZipSource:
                 self.refused.append((info.filename, reason))
             elif not info.is_dir():
                 self.members[info.filename] = info
+
+    def close(self) -> None:
+        self.zip.close()
+        if self.file is not None:
+            self.file.close()
 
     def _too_large(self) -> str:
         return f"The archive unpacks to more than {format_size(self.limits.max_total_bytes)}."
@@ -189,6 +197,9 @@ class DirectorySource:
     def names(self) -> list[str]:
         return list(self.members)
 
+    def close(self) -> None:
+        """Nothing is kept open."""
+
     def read(self, name: str, max_bytes: int) -> bytes:
         with (self.root / name).open("rb") as file:
             data = file.read(max_bytes + 1)
@@ -211,6 +222,9 @@ class SingleFileSource:
 
     def names(self) -> list[str]:
         return [self.name]
+
+    def close(self) -> None:
+        """Nothing is kept open."""
 
     def read(self, name: str, max_bytes: int) -> bytes:
         if len(self.data) > max_bytes:
@@ -245,7 +259,7 @@ def open_path(path: Path, limits: Limits) -> Source:
         source = open_upload(file, limits)
         if isinstance(source, ZipSource):
             # The zip keeps reading the file: give it a handle of its own that stays open.
-            return ZipSource(path.open("rb"), limits)
+            return ZipSource(path.open("rb"), limits, owns_file=True)
         return source
 
 
@@ -513,19 +527,25 @@ class _MarkdownWriter(HTMLParser):
         if self.pre:
             self.emit(data)
             return
-        # WordPress stores paragraphs as blank lines and line breaks as newlines (wpautop).
-        paragraphs = re.split(r"\n\s*\n", data.replace("\r\n", "\n"))
-        text = "\n\n".join(
-            "\\\n".join(
-                re.sub(r"[ \t]+", " ", _ESCAPED.sub(r"\\\1", line)) for line in part.split("\n")
-            )
-            for part in paragraphs
-        )
-        self.emit(text)
+        # WordPress stores paragraphs as blank lines and line breaks as newlines (wpautop);
+        # other whitespace is one space, as in HTML, and none at the start of a line.
+        paragraphs = re.split(r"\n[ \t]*\n\s*", data.replace("\r\n", "\n"))
+        text = "\n\n".join(map(_text_paragraph, paragraphs))
+        if self._at_line_start():
+            text = text.lstrip(" ")
+        if text:
+            self.emit(text)
+
+    def _at_line_start(self) -> bool:
+        target = self.quotes[-1] if self.quotes else self.out
+        last = next((chunk for chunk in reversed(target) if chunk), "")
+        return not last or last.endswith(("\n", "- ", "1. ", "> ", "# "))
 
 
-def _text_line(line: str) -> str:
-    return re.sub(r"[ \t]+", " ", _ESCAPED.sub(r"\\\1", line))
+def _text_paragraph(text: str) -> str:
+    escaped = _ESCAPED.sub(r"\\\1", text)
+    broken = re.sub(r"(?<=\S)[ \t]*\n[ \t]*(?=\S)", "\x00", escaped)
+    return re.sub(r"\s+", " ", broken).replace("\x00", "\\\n")
 
 
 def _safe_url(url: str) -> bool:

@@ -459,6 +459,7 @@ def import_posts(
     max_bytes: int,
 ) -> ImportReport:
     """Prepare outside any transaction, then write in one."""
+    db.commit()  # whatever was read before (the user) holds no lock while the work is done
     prepared = prepare(source, user_id=user.id, limits=limits)
     return write(
         db,

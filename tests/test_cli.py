@@ -29,6 +29,8 @@ COMMANDS = {
     "backup": ["--output", "--database-url"],
     "check": [],
     "send-mail": [],
+    "export": ["--all", "--user", "--output"],
+    "import": ["--user"],
 }
 PRODUCTION = {
     "DEBUG": "false",
