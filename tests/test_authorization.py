@@ -17,6 +17,7 @@ from services.passwords import hash_password
 from services.posts import update_post
 from services.reviews import create_review_link
 from tests.support.accounts import PASSWORD, form_token
+from tests.support.archives import zip_of
 from tests.support.images import png_bytes, varied_png
 from tests.support.two_factor import SECRET, code_at, enable_two_factor
 
@@ -323,7 +324,21 @@ CASES = [
     ),
     # The code step answers only a pending login: a session, or none, gets the log-in page.
     Case("POST", "/login/code", {"code": "123456"}, "page", PAGE_SELF),
+    # An import writes into the account of whoever sends it, never into anyone else's.
+    Case(
+        "POST",
+        "/api/users/me/import",
+        {},
+        "import",
+        {"anonymous": 401, "other": 200, "author": 200},
+    ),
+    Case("POST", "/account/import", {}, "page-import", {**PAGE_SELF, "other": 200, "author": 200}),
 ]
+
+
+def import_archive() -> bytes:
+    """A zip with one Markdown post, as an import takes it."""
+    return zip_of({"imported.md": "---\ntitle: Imported\n---\nBrought in."})
 
 
 def snapshot(db) -> tuple:
@@ -407,15 +422,18 @@ def test_authorization_matrix(
             browser_session(client, user)
         # A valid token for this client, so only authorisation can refuse the request.
         data = {**body, "csrf_token": form_token(client, "/" if user else "/login")}
-        files = (
-            {"file": ("a.png", png_bytes(), "image/png")} if case.kind == "page-upload" else None
-        )
+        files = {
+            "page-upload": {"file": ("a.png", png_bytes(), "image/png")},
+            "page-import": {"file": ("a.zip", import_archive(), "application/zip")},
+        }.get(case.kind)
         if files and "/posts/" in path:
             files = {"image": files["file"]}
         response = client.request(case.method, path, data=data, files=files, follow_redirects=False)
-    elif case.kind == "upload":
+    elif case.kind in ("upload", "import"):
         headers = api_headers(user) if user else {}
         files = {"file": ("a.png", png_bytes(), "image/png")}
+        if case.kind == "import":
+            files = {"file": ("a.zip", import_archive(), "application/zip")}
         response = client.request(case.method, path, files=files, headers=headers)
     else:
         headers = api_headers(user) if user else {}
@@ -430,7 +448,9 @@ def test_authorization_matrix(
     refused = response.status_code in {401, 403, 404, 409} or (actor == "anonymous")
     if refused:
         assert snapshot(db) == before
-    elif case.path.startswith(("/posts/{post}", "/api/posts/{post}", "/account/", "/api/media")):
+    elif case.path.startswith(
+        ("/posts/{post}", "/api/posts/{post}", "/account/", "/api/media", "/api/users/me/import")
+    ):
         assert snapshot(db) != before
 
 
