@@ -21,6 +21,7 @@ import pytest
 from config import utcnow
 from services import account_links, mail
 from tests.support.accounts import PASSWORD, form_token, login
+from tests.support.archives import zip_of
 from tests.support.images import png_bytes
 from tests.support.server import ROOT
 from tests.support.two_factor import code_at, secret_from
@@ -339,6 +340,17 @@ def test_every_page_type_is_valid_html(client, db, make_account, make_user, make
         409,
         form_path="/account/media",
     )
+    pages.get("account-export", "/account/export")
+    pages.get("account-import", "/account/import")
+    archive = zip_of({"brought-in.md": "---\ntitle: Brought in\n---\nx", "notes.txt": "x"})
+    pages.post(
+        "account-import-report",
+        "/account/import",
+        {},
+        files={"file": ("export.zip", archive, "application/zip")},
+    )
+    garbage = {"file": ("export.zip", b"not an archive", "application/zip")}
+    pages.post("account-import-error", "/account/import", {}, 422, files=garbage)
     pages.get("account-delete", "/account/delete")
     pages.post("account-delete-error", "/account/delete", {"password": PASSWORD + "x"}, status=422)
     check_two_factor_pages(pages)
