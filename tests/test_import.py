@@ -571,3 +571,22 @@ def inkwell(settings, monkeypatch):
 
     yield run
     get_settings.cache_clear()
+
+
+def test_only_a_jpeg_in_the_stored_form_keeps_its_bytes():
+    """An export's image (a bare baseline JPEG this site wrote) is kept as it is after the
+    pipeline decoded it; a JPEG carrying anything else is re-encoded, metadata dropped."""
+    from PIL import Image
+
+    from services.importing import is_stored_form, keep_stored_copy
+
+    stored = media.make_post_image(varied_png("stored")).variants[-1].jpeg
+    assert is_stored_form(stored)
+    assert keep_stored_copy(media.make_post_image(stored), stored).variants[-1].jpeg == stored
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(stored)).save(buffer, "JPEG", comment=b"<script>x</script>")
+    commented = buffer.getvalue()
+    assert not is_stored_form(commented)
+    assert not is_stored_form(stored + b"trailing")
+    kept = keep_stored_copy(media.make_post_image(commented), commented).variants[-1].jpeg
+    assert kept != commented and b"<script>" not in kept
