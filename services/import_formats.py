@@ -290,6 +290,8 @@ def moment(value: object) -> datetime | None:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if not isinstance(value, str):
+        raise MemberError("A date in it is not a date and time")
     try:
         parsed = datetime.fromisoformat(str(value).strip())
     except ValueError:
@@ -332,7 +334,7 @@ def markdown_post(name: str, data: bytes) -> RawPost:
         raise MemberError("It is not UTF-8 text") from exc
     fields, body = split_front_matter(text)
     dated, stem = _DATED_NAME.fullmatch(posixpath.basename(name).rsplit(".", 1)[0]).groups()  # type: ignore[union-attr]
-    status = str(fields.get("status") or "")
+    status = _text(fields.get("status"), "status") or ""
     if not status:
         unpublished = fields.get("draft") is True or fields.get("published") is False
         status = "draft" if unpublished else "published"
@@ -340,15 +342,25 @@ def markdown_post(name: str, data: bytes) -> RawPost:
     tags = _as_list(fields.get("tags")) + _as_list(fields.get("categories"))
     return RawPost(
         name=name,
-        title=fields.get("title") or stem,
+        title=_text(fields.get("title"), "title") or stem,
         content=body,
-        slug=fields.get("slug") or stem,
+        slug=_text(fields.get("slug"), "slug") or stem,
         status=status,
         published_at=moment(published),
         created_at=moment(fields.get("created_at")),
         updated_at=moment(fields.get("updated_at", fields.get("lastmod"))),
-        tags=tags,
+        tags=[_text(tag, "tags") for tag in tags],
     )
+
+
+def _text(value: object, name: str) -> str | None:
+    """A front matter field that must be one value. Anything else is refused before it is
+    turned into text: YAML aliases can nest a few lines into billions of items."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float | date):
+        return str(value)
+    raise MemberError(f"Its {name} is not a single value")
 
 
 def _as_list(value: object) -> list[object]:

@@ -40,6 +40,13 @@ draft = true
 TOML body.
 """
 
+# Nine levels of nine aliases: 387 million items once written out as text.
+YAML_BOMB = (
+    "---\na0: &a0 [x]\n"
+    + "".join(f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]\n" for n in range(1, 10))
+    + "title: *a9\n---\nbody"
+)
+
 WXR = """<?xml version="1.0" encoding="UTF-8"?>
 <rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/"
   xmlns:wp="http://wordpress.org/export/1.2/">
@@ -407,6 +414,7 @@ def test_path_traversal_and_bad_members_are_skipped(client, db, make_user, api_h
             "no-title.md": "---\ntitle: ''\nslug: x\n---\nbody",
             "latin1.md": "---\ntitle: T\n---\ncaf\xe9".encode("latin-1"),
             "bad-status.md": "---\ntitle: T\nstatus: archived\n---\nx",
+            "yaml-bomb.md": YAML_BOMB,
         }
     )
     report = upload(client, api_headers(make_user()), archive).json()
@@ -422,7 +430,8 @@ def test_path_traversal_and_bad_members_are_skipped(client, db, make_user, api_h
     assert reasons["bad-yaml.md"] == "Its front matter cannot be read"
     assert reasons["latin1.md"] == "It is not UTF-8 text"
     assert "archived" in reasons["bad-status.md"]
-    assert len(reasons) == 6
+    assert reasons["yaml-bomb.md"] == "Its title is not a single value"
+    assert len(reasons) == 7
 
 
 def test_a_post_whose_image_is_not_a_picture_is_left_out(client, db, make_user, api_headers):
