@@ -2,9 +2,10 @@
 
 import sqlite3
 import threading
-from collections.abc import Iterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar
 
+import anyio.to_thread
 from fastapi import Depends, Request
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Connection
@@ -22,6 +23,9 @@ IMMEDIATE = "sqlite_begin_immediate"
 # How long a write waits for the other writers of its own process before the request is
 # answered 503: far longer than any write takes, far shorter than a client's patience.
 WRITE_QUEUE_TIMEOUT_S = 10.0
+
+
+ResultT = TypeVar("ResultT")
 
 
 class DatabaseBusyError(Exception):
@@ -149,6 +153,9 @@ class Database:
         self.write_engine = self.engine.execution_options(**{IMMEDIATE: True})
         self._reader = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._writer = sessionmaker(bind=self.write_engine, expire_on_commit=False)
+        # SQLite reads a page of a local file: quicker inline than a hand-off to a thread.
+        # A PostgreSQL round trip waits on the network, which would stall the event loop.
+        self.calls_inline = self.engine.dialect.name == "sqlite"
 
     def session(self, *, write: bool) -> Session:
         """A new session; `write=True` for requests that may change data."""
@@ -156,6 +163,13 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    async def run(self, function: Callable[[], ResultT]) -> ResultT:
+        """Call a short blocking database function from async code: on the event loop for
+        SQLite, in a worker thread for a database across the network."""
+        if self.calls_inline:
+            return function()
+        return await anyio.to_thread.run_sync(function)
 
 
 def reading(db: Session) -> None:
@@ -170,17 +184,22 @@ def reading(db: Session) -> None:
         db.connection(execution_options={IMMEDIATE: False})
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """Yield one session per request; roll back whatever the route did not commit."""
+async def get_db(request: Request) -> AsyncIterator[Session]:
+    """Yield one session per request; roll back whatever the route did not commit.
+
+    An async dependency: making a session touches no database, and ending one is a local
+    call on SQLite, so a sync route's whole request is one hand-off to the thread pool
+    (FastAPI runs each sync dependency in a thread of its own, and a sync generator twice).
+    """
     database: Database = request.app.state.database
     session = database.session(write=request.method not in READ_ONLY_METHODS)
     try:
         yield session
     except Exception:
-        session.rollback()
+        await database.run(session.rollback)
         raise
     finally:
-        session.close()
+        await database.run(session.close)
 
 
 SessionDep = Annotated[Session, Depends(get_db)]
