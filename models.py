@@ -111,6 +111,9 @@ class User(Base):
         String(TOTP_SECRET_MAX_LENGTH), default=None
     )
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # Bumped by services.validity.invalidate_author when something changes every page of
+    # this author's posts at once; cached post pages carry the number they were made at.
+    content_version: Mapped[int] = mapped_column(BigInteger, server_default="1")
 
     posts: Mapped[list["Post"]] = relationship(
         back_populates="author",

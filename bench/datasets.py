@@ -38,6 +38,8 @@ class Dataset:
     # An existing post (from the middle of the table) and its author, for the detail routes.
     post_id: int
     user_id: int
+    # The post's slug: its page lives at /posts/{id}/{slug} (the short address redirects).
+    post_slug: str = "post"
 
     @property
     def url(self) -> str:
@@ -116,17 +118,17 @@ def remove_bench_writers(path: Path) -> int:
     return deleted
 
 
-def _sample_ids(path: Path) -> tuple[int, int]:
+def _sample_ids(path: Path) -> tuple[int, int, str]:
     with sqlite3.connect(path) as connection:
         (max_id,) = connection.execute("SELECT max(id) FROM posts").fetchone()
         row = connection.execute(
-            "SELECT id, user_id FROM posts WHERE id >= ? ORDER BY id LIMIT 1",
+            "SELECT id, user_id, slug FROM posts WHERE id >= ? ORDER BY id LIMIT 1",
             ((max_id or 0) // 2,),
         ).fetchone()
     connection.close()
     if row is None:
         raise RuntimeError(f"{path} has no posts")
-    return row[0], row[1]
+    return row[0], row[1], row[2]
 
 
 def prepare(size: Size) -> Dataset:
@@ -137,5 +139,5 @@ def prepare(size: Size) -> Dataset:
         build(size, path)
     migrate(path)
     remove_bench_writers(path)
-    post_id, user_id = _sample_ids(path)
-    return Dataset(size, path, post_id, user_id)
+    post_id, user_id, slug = _sample_ids(path)
+    return Dataset(size, path, post_id, user_id, slug)

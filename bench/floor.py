@@ -1,8 +1,9 @@
 """The floor: Inkwell's home page for an anonymous visitor with nothing in between.
 
 A bare ASGI application (no framework, no ORM) that does the home page's work on every
-request: the same two statements (the newest 10 posts with their authors joined, and the
-bounded count of the rows after them that decides the pagination), then a Jinja2 template
+request: the same two statements (the newest 10 live posts with their authors joined, and
+the bounded count of the rows after them that decides the pagination, both down the
+(published_at, id) index), then a Jinja2 template
 compiled once at import renders the same HTML. Nothing is cached between requests, so a new
 post shows on the very next request, as it must in Inkwell.
 
@@ -28,15 +29,17 @@ PAGE_SIZE = 10
 LOOKAHEAD_PAGES = 2
 
 POSTS_SQL = """
-    SELECT p.id, p.title, p.excerpt, p.reading_minutes, p.date_posted,
+    SELECT p.id, p.slug, p.title, p.excerpt, p.reading_minutes, p.published_at,
            u.id, u.username, u.image_file
     FROM posts AS p JOIN users AS u ON u.id = p.user_id
-    ORDER BY p.date_posted DESC, p.id DESC
+    WHERE p.published_at <= ?
+    ORDER BY p.published_at DESC, p.id DESC
     LIMIT ?
 """
 AHEAD_SQL = """
     SELECT count(*) FROM (
-        SELECT p.id FROM posts AS p ORDER BY p.date_posted DESC, p.id DESC LIMIT ? OFFSET ?
+        SELECT p.id FROM posts AS p WHERE p.published_at <= ?
+        ORDER BY p.published_at DESC, p.id DESC LIMIT ? OFFSET ?
     )
 """
 
@@ -66,14 +69,15 @@ def long_date(value: datetime) -> str:
 
 
 def post_view(row: tuple[Any, ...]) -> dict[str, Any]:
-    post_id, title, excerpt, minutes, posted, user_id, username, image_file = row
-    date = datetime.fromisoformat(posted).replace(tzinfo=UTC)
+    post_id, slug, title, excerpt, minutes, published, user_id, username, image_file = row
+    date = datetime.fromisoformat(published).replace(tzinfo=UTC)
     return {
         "id": post_id,
+        "slug": slug,
         "title": title,
         "excerpt": excerpt,
         "reading_minutes": minutes,
-        "iso_date": date.isoformat(),
+        "iso_date": date.isoformat(timespec="milliseconds"),
         "long_date": long_date(date),
         "user_id": user_id,
         "username": username,
@@ -88,6 +92,8 @@ class Floor:
         self.connection: sqlite3.Connection | None = None
         self.css_version = fingerprint("css/style.css")
         self.avatar_version = fingerprint("profile_pics/default.jpg")
+        self.icon_version = fingerprint("favicon.svg")
+        self.touch_icon_version = fingerprint("apple-touch-icon.png")
 
     def open(self) -> None:
         self.connection = sqlite3.connect(database_path(), isolation_level=None)
@@ -100,9 +106,11 @@ class Floor:
 
     def render_home(self, origin: str) -> bytes:
         assert self.connection is not None, "lifespan startup did not run"
-        rows = self.connection.execute(POSTS_SQL, (PAGE_SIZE,)).fetchall()
+        # Live posts only, as SQLite stores the time (what Inkwell's `live()` compares).
+        now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
+        rows = self.connection.execute(POSTS_SQL, (now, PAGE_SIZE)).fetchall()
         cap = LOOKAHEAD_PAGES * PAGE_SIZE
-        (ahead,) = self.connection.execute(AHEAD_SQL, (cap, PAGE_SIZE)).fetchone()
+        (ahead,) = self.connection.execute(AHEAD_SQL, (now, cap, PAGE_SIZE)).fetchone()
         last_page = 1 + -(-ahead // PAGE_SIZE)
         return TEMPLATE.render(
             origin=origin,
@@ -111,6 +119,8 @@ class Floor:
             window=range(1, last_page + 1),
             css_version=self.css_version,
             avatar_version=self.avatar_version,
+            icon_version=self.icon_version,
+            touch_icon_version=self.touch_icon_version,
         ).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -52,6 +52,8 @@ class SizeResults:
     inkwell_read_rss_mb: list[float] = field(default_factory=list)
     floor_rss_mb: list[float] = field(default_factory=list)
     floor_html_matches: bool = False
+    # The same post read from bench/tutorial_app.py, a typical FastAPI tutorial blog.
+    references: list[Measured] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -118,7 +120,8 @@ def _mb(values: list[float]) -> str:
 
 def size_section(results: SizeResults) -> str:
     size = results.dataset.size
-    rows = [_row(results, m) for m in [results.floor, results.ceiling, *results.routes]]
+    measured = [results.floor, *results.references, results.ceiling, *results.routes]
+    rows = [_row(results, m) for m in measured]
     match = "identical" if results.floor_html_matches else "**DIFFERENT** (check bench/floor.py)"
     return "\n".join(
         [
@@ -297,6 +300,9 @@ METHOD_NOTE = (
     "access log, DEBUG off. *floor* is `bench/floor.py` (bare ASGI + sqlite3 + a compiled "
     "Jinja2 template rendering the same home page); *ceiling* is an `async def` route "
     "returning a constant inside Inkwell (`bench/ceiling_app.py`), and every Inkwell route "
+    "is measured in that same app; *tutorial* rows are `bench/tutorial_app.py`, the blog as "
+    "a typical FastAPI tutorial writes it (sync ORM session dependency, `TemplateResponse`, "
+    "a Pydantic response model), on the same dataset. Every Inkwell route "
     "is measured in that same app. x floor = req/s ÷ the floor's req/s at c=32. SQL/req is "
     "counted in-process after one warm-up request (queries, plus transaction statements). "
     "errors = socket errors and refused responses in both runs (for writes: any non-2xx). "

@@ -45,7 +45,7 @@ def routes(dataset: Dataset) -> list[Route]:
     the cache bypassed, and the write path."""
     home = Route(HOME, "/")
     page_50 = Route("/?page=50", "/?page=50")
-    post = Route("/posts/{id}", f"/posts/{dataset.post_id}")
+    post = Route("/posts/{id}", f"/posts/{dataset.post_id}/{dataset.post_slug}")
     found = Route(f"/search?q={SEARCH_WORD}", f"/search?q={SEARCH_WORD}")
     return [
         home,

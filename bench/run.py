@@ -34,6 +34,7 @@ BUSY_CONNECTIONS = 32
 SQLCOUNT_TIMEOUT_S = 900
 HTTP_TIMEOUT_S = 30
 FLOOR_APP = "bench.floor:app"
+TUTORIAL_APP = "bench.tutorial_app:app"
 INKWELL_APP = servers.INKWELL_APP
 
 
@@ -129,6 +130,22 @@ def measure_floor(dataset: Dataset, timing: Timing) -> ServerRun:
     return ServerRun([Measured("floor: / (bench/floor.py)", busy, single)], rss, html)
 
 
+def measure_tutorial(dataset: Dataset, timing: Timing) -> list[Measured]:
+    """The tutorial-style reference app's post page and API read of the same post."""
+    log(f"{dataset.size.label}: tutorial reference")
+    paths = {
+        "/posts/{id}": f"/posts/{dataset.post_id}",
+        "/api/posts/{id}": f"/api/posts/{dataset.post_id}",
+    }
+    with servers.serving(TUTORIAL_APP, dataset.url, LOG_DIR, paths["/api/posts/{id}"]) as server:
+        return [
+            Measured(
+                f"tutorial: {label}", *measure(f"tutorial {label}", server.base_url + path, timing)
+            )
+            for label, path in paths.items()
+        ]
+
+
 def _measure_write(server: servers.Server, route: Route, timing: Timing) -> Measured:
     with httpx.Client(base_url=server.base_url, timeout=HTTP_TIMEOUT_S) as client:
         token = create_writer(client)
@@ -178,6 +195,7 @@ def measure_size(size: datasets.Size, timing: Timing) -> SizeResults:
         log(f"{size.label}: counting SQL statements per request")
         counts = sql_counts(dataset, measured)
         floor = measure_floor(dataset, timing)
+        tutorial = measure_tutorial(dataset, timing)
         inkwell = measure_inkwell(dataset, measured, timing)
     finally:
         removed = datasets.remove_bench_writers(dataset.path)
@@ -192,6 +210,7 @@ def measure_size(size: datasets.Size, timing: Timing) -> SizeResults:
         inkwell_read_rss_mb=inkwell.rss_after_reads_mb,
         floor_rss_mb=floor.rss_mb,
         floor_html_matches=floor.home_html == inkwell.home_html,
+        references=tutorial,
     )
 
 

@@ -8,6 +8,7 @@ from services import posts, reviews, search, tags, users
 from services.errors import NotFoundError
 from web.deps import CurrentUser, PageNumber, RequiredUser, SettingsDep, get_current_user
 from web.middleware import BodyLimitedRoute
+from web.pagecache import stamp_with_post
 from web.privacy import Public, mark_personal
 from web.templating import render
 from web.urls import post_url
@@ -43,6 +44,7 @@ def home(request: Request, db: SessionDep, settings: SettingsDep, page: PageNumb
 def post_short(request: Request, post_id: int, db: SessionDep, viewer: CurrentUser) -> Response:
     """A post's permanent short address: moved for good to its canonical one."""
     post = posts.get_post(db, post_id=post_id, user=viewer)
+    stamp_with_post(request, post)
     return RedirectResponse(post_url(request, post), status.HTTP_301_MOVED_PERMANENTLY)
 
 
@@ -52,6 +54,7 @@ def post_detail(
 ) -> Response:
     """One post, at its canonical address (an earlier slug redirects there)."""
     post = posts.get_post(db, post_id=post_id, user=viewer)
+    stamp_with_post(request, post)
     if slug != post.slug:
         return RedirectResponse(post_url(request, post), status.HTTP_301_MOVED_PERMANENTLY)
     return render(request, "posts/detail.html", {"post": post, "preview": not post.is_live()})

@@ -1,12 +1,14 @@
 """Cached pages for anonymous readers: cheaper, and never stale."""
 
 import asyncio
+from datetime import timedelta
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from main import create_app
+from services.validity import invalidate_author
 from tests.support.accounts import PASSWORD
 from tests.support.server import migrate, running_server
 from web import pagecache
@@ -121,6 +123,86 @@ def test_requests_with_credentials_or_a_csrf_seed_bypass_the_cache(
     client.cookies.clear()
     fresh = client.get("/login")
     assert "inkwell_csrf" in fresh.headers.get("set-cookie", "")
+
+
+def _page(post) -> str:
+    return f"/posts/{post.id}/{post.slug}"
+
+
+def test_a_new_post_leaves_other_post_pages_cached(
+    client, settings, make_post, api_headers, count_statements
+):
+    post = make_post(title="Old news")
+    page, api = client.get(_page(post)), client.get(f"/api/posts/{post.id}")
+    with TestClient(create_app(settings)) as other_worker:
+        created = other_worker.post(
+            "/api/posts",
+            json={"title": "Breaking", "content": "x"},
+            headers=api_headers(post.author),
+        )
+        assert created.status_code == 201
+    counter = count_statements()
+    assert client.get(_page(post)).text == page.text
+    assert client.get(f"/api/posts/{post.id}").json() == api.json()
+    # Only each post's own stamp was read: both answers came from the cache.
+    assert counter.count == 2
+    assert "Breaking" in client.get("/").text
+
+
+def test_a_post_page_follows_its_post_and_author_at_once(client, settings, make_post, api_headers):
+    post = make_post(title="Before the edit")
+    headers = api_headers(post.author)
+    assert "Before the edit" in client.get(_page(post)).text
+    assert client.get(f"/api/posts/{post.id}").json()["title"] == "Before the edit"
+    with TestClient(create_app(settings)) as other_worker:
+        edited = other_worker.patch(
+            f"/api/posts/{post.id}", json={"title": "After the edit"}, headers=headers
+        )
+        assert edited.status_code == 200
+        assert "After the edit" in client.get(_page(post)).text
+        assert client.get(f"/api/posts/{post.id}").json()["title"] == "After the edit"
+        other_worker.patch("/api/users/me", json={"username": "renamed"}, headers=headers)
+        assert ">renamed</a>" in client.get(_page(post)).text
+        assert client.get(f"/api/posts/{post.id}").json()["author"]["username"] == "renamed"
+        other_worker.patch(f"/api/posts/{post.id}", json={"status": "draft"}, headers=headers)
+    assert client.get(_page(post)).status_code == 404
+    assert client.get(f"/api/posts/{post.id}").status_code == 404
+
+
+def test_invalidating_an_author_makes_only_their_pages_stale(
+    client, db, make_user, make_post, count_statements
+):
+    hidden, other = make_post(author=make_user("hidden")), make_post(author=make_user("other"))
+    for path in (_page(hidden), _page(other), "/"):
+        client.get(path)
+    invalidate_author(db, user_id=hidden.author.id)
+    db.commit()
+    unchanged = count_statements()
+    client.get(_page(other))
+    assert unchanged.count == 1
+    for path in (_page(hidden), "/"):
+        rebuilt = count_statements()
+        assert client.get(path).status_code == 200
+        assert rebuilt.count > 1, path
+
+
+def test_a_scheduled_post_page_appears_at_its_moment(client, make_user, api_headers, clock):
+    author = make_user("planner")
+    created = client.post(
+        "/api/posts",
+        json={
+            "title": "Later",
+            "content": "x",
+            "status": "scheduled",
+            "published_at": (clock.moment + timedelta(minutes=5)).isoformat(),
+        },
+        headers=api_headers(author),
+    ).json()
+    path = f"/posts/{created['id']}/{created['slug']}"
+    assert client.get(path).status_code == 404
+    clock.advance(minutes=5)
+    assert "Later" in client.get(path).text
+    assert f"/posts/{created['id']}/" in client.get("/").text
 
 
 def test_the_cache_keeps_to_its_byte_budget_dropping_the_least_recent():

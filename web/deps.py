@@ -2,20 +2,25 @@
 token) and pagination parameters."""
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.orm import Session
 
 from config import Settings
-from database import SessionDep, reading
+from database import Database, SessionDep, reading
 from models import User
-from services.sessions import find_session
+from services.sessions import SessionKind, find_session
 from web.cookies import SESSION_COOKIE
 from web.privacy import mark_personal
 
+# The dependencies here are async so that a route's dependencies cost no thread hand-offs:
+# the ones that read the database call it through Database.run (inline on SQLite).
 
-def get_app_settings(request: Request) -> Settings:
+
+async def get_app_settings(request: Request) -> Settings:
     """The settings the running app was created with."""
     return request.app.state.settings
 
@@ -41,7 +46,7 @@ class PageRequest:
     size: int
 
 
-def page_request(
+async def page_request(
     settings: SettingsDep, page: PageNumber = 1, per_page: PerPage = None
 ) -> PageRequest:
     return PageRequest(page, per_page or settings.page_size)
@@ -61,16 +66,26 @@ class LoginRequiredError(Exception):
         self.next_path = next_path
 
 
-def get_current_user(request: Request, db: SessionDep) -> User | None:
-    """The user of this browser session, or None."""
-    token = request.cookies.get(SESSION_COOKIE)
-    if token:
-        mark_personal(request)
+def _session_user(db: Session, token: str, kind: SessionKind) -> User | None:
     # A read of its own, ended at once: the route's writes take the write lock themselves.
     reading(db)
-    session = find_session(db, token=token, kind="browser") if token else None
+    session = find_session(db, token=token, kind=kind)
     db.commit()
-    user = session.user if session else None
+    return session.user if session else None
+
+
+async def _user_for(request: Request, db: Session, token: str, kind: SessionKind) -> User | None:
+    database: Database = request.app.state.database
+    return await database.run(partial(_session_user, db, token, kind))
+
+
+async def get_current_user(request: Request, db: SessionDep) -> User | None:
+    """The user of this browser session, or None (no query without a session cookie)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    user = None
+    if token:
+        mark_personal(request)
+        user = await _user_for(request, db, token, "browser")
     request.state.user = user
     return user
 
@@ -78,7 +93,7 @@ def get_current_user(request: Request, db: SessionDep) -> User | None:
 CurrentUser = Annotated[User | None, Depends(get_current_user)]
 
 
-def require_user(request: Request, user: CurrentUser) -> User:
+async def require_user(request: Request, user: CurrentUser) -> User:
     if user is None:
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequiredError(path if request.method == "GET" else "/")
@@ -93,27 +108,25 @@ NOT_AUTHENTICATED = HTTPException(
 )
 
 
-def get_api_user(
+async def get_api_user(
     request: Request, db: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> User:
     """The user a bearer token belongs to; 401 without a live token."""
     mark_personal(request)
-    reading(db)
-    session = find_session(db, token=token, kind="api") if token else None
-    db.commit()
-    if session is None:
+    user = await _user_for(request, db, token, "api") if token else None
+    if user is None:
         raise NOT_AUTHENTICATED
-    return session.user
+    return user
 
 
 ApiUser = Annotated[User, Depends(get_api_user)]
 
 
-def get_optional_api_user(
+async def get_optional_api_user(
     request: Request, db: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> User | None:
     """The token's user when a token is sent (401 if it is not live), else None."""
-    return get_api_user(request, db, token) if token else None
+    return await get_api_user(request, db, token) if token else None
 
 
 MaybeApiUser = Annotated[User | None, Depends(get_optional_api_user)]

@@ -1,26 +1,27 @@
-"""Responses for anonymous readers, cached per worker process under the site's content
-version and the newest moment a post went live.
+"""Responses for anonymous readers, cached per worker process under a stamp of what they
+were made from (services.validity): a post's own page under its row and its author's,
+every other page under the site's content version and the newest moment a post went live.
 
-Every request still reads the version from the database (one row, see migration 0005), so a
-change committed through any worker process is seen on the very next request: the cache
-saves rendering, queries and the framework's work, never freshness. It sits in front of the
-routes as ASGI middleware, so a hit costs one small query (and on PostgreSQL one thread
-hand-off, so that the event loop never waits on the network).
+Every hit still reads its stamp from the database (one row), so a change committed through
+any worker process is seen on the very next request: the cache saves rendering, queries and
+the framework's work, never freshness. It sits in front of the routes as ASGI middleware,
+so a hit costs one small query (and on PostgreSQL one thread hand-off, so that the event
+loop never waits on the network).
 """
 
 from collections import OrderedDict
-from datetime import datetime
 from functools import partial
 from threading import Lock
 
 import anyio.to_thread
-from sqlalchemy import Engine, Select, func, select
+from fastapi import Request
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from models import Post, SiteState
-from services.posts import live
+from models import Post
+from services import validity
 from web.middleware import rewriting_headers, send_validated
 from web.privacy import carries_credentials, may_be_shared, with_privacy_headers
 
@@ -31,11 +32,14 @@ MAX_BODY_BYTES = 256 * 1024
 UNCACHED_PREFIXES = ("/static/", "/media/")
 # Pages, and the permanent redirects from a post's short or older address to its current one.
 STORED_STATUSES = (200, 301)
-# What a cached page was made from: the content version that triggers bump on every write,
-# and the newest moment a post went live. A scheduled post coming due writes nothing, but
-# it moves the second part, so pages made before its moment are never served after it.
-Version = tuple[int, datetime | None]
+# What a cached page was made from. For most pages, the content version that triggers bump
+# on every write and the newest moment a post went live: a scheduled post coming due writes
+# nothing, but it moves the second part, so pages made before its moment are never served
+# after it. A post's page is stamped with its own post and author instead.
+Version = tuple[object, ...]
 Entry = tuple[Version, int, list[tuple[bytes, bytes]], bytes]  # version, status, headers, body
+# Where a route leaves the stamp of the page it made when that is not the site-wide one.
+STAMP_STATE = "page_stamp"
 
 
 def _size(key: str, entry: Entry) -> int:
@@ -56,6 +60,11 @@ class PageCache:
     @property
     def size_in_bytes(self) -> int:
         return self._bytes
+
+    def peek(self, key: str) -> Entry | None:
+        """The entry stored for `key`, whatever its version (to learn what to check)."""
+        with self._lock:
+            return self._entries.get(key)
 
     def get(self, key: str, version: Version) -> Entry | None:
         with self._lock:
@@ -82,21 +91,36 @@ class PageCache:
         self._bytes -= _size(key, self._entries.pop(key))
 
 
-def _version_query() -> Select[tuple[int, datetime | None]]:
-    newest_live = select(func.max(Post.published_at)).where(live()).scalar_subquery()
-    return select(SiteState.content_version, newest_live).where(SiteState.id == 1)
-
-
 def content_version(engine: Engine) -> Version | None:
-    """What pages are made from right now (one row, and one step down an index), or None
-    when it cannot be read (then nothing is cached, and the route itself meets whatever is
-    wrong with the database)."""
+    """What most pages are made from right now (one row, and one step down an index), or
+    None when it cannot be read (then nothing is cached, and the route itself meets
+    whatever is wrong with the database)."""
     try:
         with engine.connect() as connection:
-            row = connection.execute(_version_query()).one_or_none()
+            return validity.site_stamp(connection)
     except DBAPIError:
         return None
-    return (row[0], row[1]) if row else None
+
+
+def post_version(engine: Engine, post_id: int) -> Version | None:
+    """What a page of post `post_id` would be made from right now; None if it is gone or
+    cannot be read."""
+    try:
+        with engine.connect() as connection:
+            return validity.current_post_stamp(connection, post_id)
+    except DBAPIError:
+        return None
+
+
+def stamp_with_post(request: Request, post: Post) -> None:
+    """The page this request makes shows `post` and its author and nothing else that
+    changes: cache it under their rows, so that writes to other posts leave it cached."""
+    setattr(request.state, STAMP_STATE, validity.post_stamp_of(post))
+
+
+def _route_stamp(scope: Scope) -> Version | None:
+    stamp = scope.get("state", {}).get(STAMP_STATE)
+    return tuple(stamp) if stamp is not None else None
 
 
 def _is_anonymous_get(scope: Scope) -> bool:
@@ -141,6 +165,30 @@ class PageCacheMiddleware:
             return await anyio.to_thread.run_sync(content_version, self.engine)
         return content_version(self.engine)
 
+    async def _post_version(self, post_id: int) -> Version | None:
+        if self.reads_off_loop:
+            return await anyio.to_thread.run_sync(post_version, self.engine, post_id)
+        return post_version(self.engine, post_id)
+
+    async def _lookup(self, key: str) -> tuple[Entry | None, Version | None]:
+        """The stored entry if it is still fresh, and the site-wide version when it was read
+        to learn that (a miss then needs no second read)."""
+        stored = self.cache.peek(key)
+        if stored is not None and validity.is_post_stamp(stored[0]):
+            current = await self._post_version(int(stored[0][1]))  # type: ignore[call-overload]
+            # A post that is gone has no stamp: its page is dropped like a stale one.
+            entry = self.cache.get(key, current or ())
+            if entry is not None:
+                return entry, None
+            stored = None
+        # Read before the page is built: a write landing in between makes the stored page
+        # newer than its version, never older, and the next request simply misses. (A
+        # route that stamps its page itself takes the stamp from the rows it rendered.)
+        version = await self._content_version()
+        if stored is None or version is None:
+            return None, version
+        return self.cache.get(key, version), version
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -149,11 +197,8 @@ class PageCacheMiddleware:
             private_send = rewriting_headers(send, partial(with_privacy_headers, scope))
             await self.app(scope, receive, private_send)
             return
-        # Read before the page is built: a write landing in between makes the stored page
-        # newer than its version, never older, and the next request simply misses.
-        version = await self._content_version()
         key = _cache_key(scope)
-        entry = self.cache.get(key, version) if version is not None else None
+        entry, version = await self._lookup(key)
         if entry is not None:
             await _send_stored(scope, entry, send)
             return
@@ -172,11 +217,12 @@ class PageCacheMiddleware:
                 return
             if message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
-                if not message.get("more_body", False) and version is not None:
+                stamp = _route_stamp(scope) or version
+                if not message.get("more_body", False) and stamp is not None:
                     body = b"".join(chunks)
                     headers = list(start["headers"])
                     if _storable(scope, start["status"], headers, body):
-                        self.cache.put(key, (version, start["status"], headers, body))
+                        self.cache.put(key, (stamp, start["status"], headers, body))
             await send(message)
 
         return storing_send

@@ -25,6 +25,7 @@ from services import posts, reviews, search, tags
 from web.compression import identity_tag
 from web.deps import ApiUser, MaybeApiUser, Paging
 from web.middleware import BodyLimitedRoute
+from web.pagecache import stamp_with_post
 from web.privacy import Public
 from web.urls import url_for
 
@@ -102,6 +103,7 @@ def read_post(
     """Read one post (a draft or a scheduled one only with its author's token). Its ETag
     may be sent back in If-Match when editing it."""
     post = posts.get_post(db, post_id=post_id, user=viewer)
+    stamp_with_post(request, post)
     response.headers["ETag"] = post_etag(post)
     response.headers["Last-Modified"] = format_datetime(post.updated_at, usegmt=True)
     return public_post(request, post)

@@ -1,0 +1,102 @@
+"""What a cached page was made from, so that it is served only while that is unchanged.
+
+Listings, feeds and every other page show many posts: they are stamped with the site-wide
+content version (bumped by triggers on every post write, migration 0005) and the newest
+moment a post went live. A post's own page shows one post and its author: it is stamped
+with those two rows alone, so a write to another post leaves it cached.
+
+Whatever hides or shows every post of one author at once (a suspension, say) calls
+`invalidate_author`: both kinds of stamp then change.
+"""
+
+from datetime import datetime
+
+from sqlalchemy import Connection, Select, case, func, select, update
+from sqlalchemy.orm import Session
+
+from config import utcnow
+from models import Post, SiteState, User
+from services.posts import live
+
+# The site-wide stamp: (content version, newest moment a post went live).
+SiteStamp = tuple[int, datetime | None]
+# A post page's stamp: ("post", id, version, renderer, live now, author's name, picture and
+# content version). Every part of the page that can change moves one of them: an edit or a
+# new slug bumps the version, re-rendering the renderer, a scheduled moment coming the flag.
+PostStamp = tuple[str, int, int, int, bool, str, str | None, int]
+POST_STAMP = "post"
+
+
+def site_stamp_query() -> Select[tuple[int, datetime | None]]:
+    newest_live = select(func.max(Post.published_at)).where(live())
+    return select(SiteState.content_version, newest_live.scalar_subquery()).where(SiteState.id == 1)
+
+
+def site_stamp(connection: Connection) -> SiteStamp | None:
+    """The site-wide stamp now (one row, and one step down an index)."""
+    row = connection.execute(site_stamp_query()).one_or_none()
+    return (row[0], row[1]) if row else None
+
+
+def post_stamp_of(post: Post) -> PostStamp:
+    """The stamp of a post page made from `post` as it was loaded (author included)."""
+    author = post.author
+    return (
+        POST_STAMP,
+        post.id,
+        post.version,
+        post.render_version,
+        post.is_live(),
+        author.username,
+        author.image_file,
+        author.content_version,
+    )
+
+
+def current_post_stamp(connection: Connection, post_id: int) -> PostStamp | None:
+    """The stamp a page of post `post_id` made now would have; None once it is gone."""
+    live = case((Post.published_at <= utcnow(), True), else_=False)
+    query = (
+        select(
+            Post.version,
+            Post.render_version,
+            live,
+            User.username,
+            User.image_file,
+            User.content_version,
+        )
+        .join(User, User.id == Post.user_id)
+        .where(Post.id == post_id)
+    )
+    row = connection.execute(query).one_or_none()
+    if row is None:
+        return None
+    version, renderer, is_live, username, image_file, author_version = row
+    return (
+        POST_STAMP,
+        post_id,
+        version,
+        renderer,
+        bool(is_live),
+        username,
+        image_file,
+        author_version,
+    )
+
+
+def is_post_stamp(stamp: tuple[object, ...]) -> bool:
+    return bool(stamp) and stamp[0] == POST_STAMP
+
+
+def invalidate_author(db: Session, *, user_id: int) -> None:
+    """Make every cached page showing anything of author `user_id` stale: their post pages
+    (through their content version) and every listing (through the site-wide one). Part of
+    the caller's transaction: it takes effect when that commits."""
+    db.execute(
+        update(User).where(User.id == user_id).values(content_version=User.content_version + 1)
+    )
+    db.execute(
+        update(SiteState)
+        .where(SiteState.id == 1)
+        .values(content_version=SiteState.content_version + 1)
+    )
