@@ -30,9 +30,9 @@ def test_online_backup_while_writing(empty_database_url, backend, tmp_path, requ
     """`inkwell backup` copies the database while clients keep posting; the copy restores
     and holds every post acknowledged before it began, each with its author."""
     migrate(empty_database_url)
-    # A few thousand posts, so that the copy takes long enough for writes to overlap it.
+    # Some fifteen hundred posts, so that the copy takes long enough for writes to overlap it.
     subprocess.run(
-        inkwell("seed", "--users", "5", "--posts", "3000"),
+        inkwell("seed", "--users", "5", "--posts", "1500"),
         cwd=ROOT,
         env={**os.environ, "DATABASE_URL": empty_database_url},
         check=True,
