@@ -58,7 +58,7 @@ from tests.support.images import png_bytes
 from tests.support.two_factor import SECRET, code_at
 
 FUZZ_SETTINGS = settings(
-    max_examples=25,
+    max_examples=40,
     deadline=None,
     derandomize=True,
     database=None,
