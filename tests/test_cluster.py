@@ -10,7 +10,14 @@ import httpx
 import pytest
 
 from tests.support.accounts import PASSWORD, csrf_from
-from tests.support.cluster import Cluster, missing_requirement, run_with_fault, running_cluster
+from tests.support.cluster import (
+    Cluster,
+    missing_requirement,
+    run_with_fault,
+    running_cluster,
+    served_by,
+)
+from tests.support.images import varied_png
 from tests.support.load import register as register_over_api
 
 pytestmark = pytest.mark.skipif(
@@ -110,6 +117,92 @@ def test_login_throttling_holds_across_hosts(cluster: Cluster) -> None:
     assert [response.status_code for response in refused] == [400] * 5 + [429]
     hosts = {host for _, path, host in cluster.answered()[answered_before:] if path == "/login"}
     assert hosts == cluster.app_addresses
+
+
+def test_pictures_uploaded_through_one_host_are_served_by_the_other(cluster: Cluster) -> None:
+    with cluster.client() as client:
+        register(client)
+        token = csrf_from(client.get("/account").text)
+        avatar = client.post(
+            "/account/picture",
+            data={"csrf_token": token},
+            files={"picture": ("me.png", varied_png("avatar across hosts"), "image/png")},
+        )
+        assert avatar.status_code == 303, avatar.text
+        account = client.get("/account")
+        avatar_path = re.search(r'src="[^"]*(/media/profile_pics/[^"]+)"', account.text).group(1)
+        token = csrf_from(client.get("/account/media").text)
+        image = client.post(
+            "/account/media/upload",
+            data={"csrf_token": token},
+            files={"file": ("figure.png", varied_png("figure across hosts"), "image/png")},
+        )
+        assert image.status_code == 201, image.text
+        image_path = httpx.URL(image.json()["url"]).path
+        for path, uploaded_by in ((avatar_path, served_by(avatar)), (image_path, served_by(image))):
+            fetched = cluster.get_elsewhere(client, path, not_from=uploaded_by)
+            assert fetched.status_code == 200, path
+            assert fetched.headers["content-type"].startswith("image/")
+            assert len(fetched.content) > 0
+
+
+def test_a_review_link_made_on_one_host_opens_on_the_other(cluster: Cluster) -> None:
+    headers = {"Authorization": f"Bearer {register_api(cluster, 'reviewed')}"}
+    with cluster.client() as client:
+        draft = client.post(
+            "/api/posts",
+            json={"title": "Reviewed across hosts", "content": "Not out yet.", "status": "draft"},
+            headers=headers,
+        )
+        assert draft.status_code == 201, draft.text
+        made = client.post(f"/api/posts/{draft.json()['id']}/review-links", headers=headers)
+        assert made.status_code == 201, made.text
+        link = httpx.URL(made.json()["url"]).path
+        page = cluster.get_elsewhere(client, link, not_from=served_by(made))
+        assert page.status_code == 200
+        assert "Reviewed across hosts" in page.text
+
+
+def test_an_edit_through_one_host_is_seen_at_once_on_the_others_cached_page(
+    cluster: Cluster,
+) -> None:
+    headers = {"Authorization": f"Bearer {register_api(cluster, 'cached')}"}
+    with cluster.client() as author, cluster.client() as reader:
+        created = author.post(
+            "/api/posts",
+            json={
+                "title": "Cached on every host",
+                "content": "First words.",
+                "status": "published",
+            },
+            headers=headers,
+        )
+        assert created.status_code == 201, created.text
+        post_id = created.json()["id"]
+        path = reader.get(f"/posts/{post_id}", follow_redirects=True).url.path
+        # Each host now has the anonymous page (and the home page) in its cache.
+        hosts = set()
+        for _ in range(4):
+            for page in (path, "/"):
+                response = reader.get(page)
+                assert "Cached on every host" in response.text
+                hosts.add(served_by(response))
+        assert hosts == cluster.app_addresses
+        edited = author.patch(
+            f"/api/posts/{post_id}",
+            json={"content": "Second words."},
+            headers=headers,
+        )
+        assert edited.status_code == 200, edited.text
+        editor = served_by(edited)
+        fresh = cluster.get_elsewhere(reader, path, not_from=editor)
+        assert "Second words." in fresh.text and "First words." not in fresh.text
+        again = cluster.get_elsewhere(reader, path, not_from=served_by(fresh))
+        assert "Second words." in again.text
+
+
+def register_api(cluster: Cluster, name: str) -> str:
+    return register_over_api(cluster.url, f"{name}{next(_names)}", verify=cluster.trusted())
 
 
 # ---------------------------------------------------------------- faults under load

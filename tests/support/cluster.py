@@ -82,10 +82,26 @@ class Cluster:
             timeout=CLIENT_TIMEOUT_S,
         )
 
+    def get_elsewhere(
+        self, client: httpx.Client, path: str, not_from: str, **kwargs: object
+    ) -> httpx.Response:
+        """GET `path` through the balancer until a host other than `not_from` answers it (the
+        balancer takes turns, so this is the next request or the one after)."""
+        for _ in range(6):
+            response = client.get(path, **kwargs)  # type: ignore[arg-type]
+            if served_by(response) != not_from:
+                return response
+        raise AssertionError(f"only {not_from} answered {path}")
+
     def answered(self) -> list[tuple[str, str, str]]:
         """(method, path, app host) of each request so far, oldest first (the balancer's log)."""
         lines = (self.state / "lb" / "access.log").read_text().splitlines()
         return [(method, path, host) for method, path, _, host in map(str.split, lines)]
+
+
+def served_by(response: httpx.Response) -> str:
+    """The app host (host:port) that answered, as the cluster's balancer tells it."""
+    return response.headers["x-served-by"]
 
 
 def _own_network() -> dict[str, str]:
