@@ -278,6 +278,12 @@ def write_site(drained: set[str]) -> None:
     site = site.replace("/etc/ssl/certs/blog.example.org.pem", str(folder / "cert.pem"))
     site = site.replace("/etc/ssl/private/blog.example.org.key", str(folder / "key.pem"))
     site = site.replace("server_name blog.example.org;", "server_name 127.0.0.1 localhost;")
+    # Which host answered, on every response, so that the tests can address the other one.
+    site = site.replace(
+        "    location / {\n",
+        "    location / {\n        add_header X-Served-By $upstream_addr always;\n",
+        1,
+    )
     (folder / "inkwell.conf").write_text(site)
     (folder / "drained").write_text("".join(f"{host}\n" for host in sorted(drained)))
 
@@ -411,6 +417,9 @@ def up(apps: int, extra: list[str]) -> None:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "WEB_CONCURRENCY": "2",
         "GRACEFUL_TIMEOUT": "10",
+        # Uploads in PostgreSQL: a picture stored through one host is served by every host
+        # (each host's own MEDIA_DIR stays empty).
+        "MEDIA_STORAGE": "database",
         # uvicorn believes X-Forwarded-For/-Proto from the balancer alone.
         "FORWARDED_ALLOW_IPS": LB_ADDRESS,
         **dict(pair.split("=", 1) for pair in extra),

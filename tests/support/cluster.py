@@ -82,19 +82,73 @@ class Cluster:
             timeout=CLIENT_TIMEOUT_S,
         )
 
+    def get_elsewhere(
+        self, client: httpx.Client, path: str, not_from: str, **kwargs: object
+    ) -> httpx.Response:
+        """GET `path` through the balancer until a host other than `not_from` answers it (the
+        balancer takes turns, so this is the next request or the one after)."""
+        for _ in range(6):
+            response = client.get(path, **kwargs)  # type: ignore[arg-type]
+            if served_by(response) != not_from:
+                return response
+        raise AssertionError(f"only {not_from} answered {path}")
+
+    def get_from_each(self, client: httpx.Client, path: str) -> dict[str, httpx.Response]:
+        """GET `path` through the balancer until every app host has answered it once:
+        app host -> its answer."""
+        answers: dict[str, httpx.Response] = {}
+        for _ in range(8):
+            response = client.get(path)
+            answers.setdefault(served_by(response), response)
+            if set(answers) == self.app_addresses:
+                return answers
+        raise AssertionError(f"only {sorted(answers)} answered {path}")
+
+    def other_than(self, address: str) -> str:
+        """An app host (host:port) other than `address`."""
+        return sorted(self.app_addresses - {address})[0]
+
+    def post_to(
+        self, address: str, client: httpx.Client, path: str, **kwargs: object
+    ) -> httpx.Response:
+        """POST straight to the app host at `address` (host:port), not through the balancer,
+        with `client`'s cookies; the cookies it sets are kept in `client`. (The cookies are
+        marked Secure and this is plain http, so they are carried by hand.)"""
+        cookies = "; ".join(f"{cookie.name}={cookie.value}" for cookie in client.cookies.jar)
+        with httpx.Client(base_url=f"http://{address}", timeout=CLIENT_TIMEOUT_S) as direct:
+            response = direct.post(path, headers={"Cookie": cookies}, **kwargs)  # type: ignore[arg-type]
+        for cookie in response.cookies.jar:
+            client.cookies.set(cookie.name, cookie.value, domain=client.base_url.host)
+        return response
+
     def answered(self) -> list[tuple[str, str, str]]:
         """(method, path, app host) of each request so far, oldest first (the balancer's log)."""
         lines = (self.state / "lb" / "access.log").read_text().splitlines()
         return [(method, path, host) for method, path, _, host in map(str.split, lines)]
 
 
+def served_by(response: httpx.Response) -> str:
+    """The app host (host:port) that answered, as the cluster's balancer tells it."""
+    return response.headers["x-served-by"]
+
+
+def _own_subnet() -> str:
+    pid = os.getpid()
+    return f"10.{100 + pid // 256 % 150}.{pid % 256}"
+
+
+def bridge_address() -> str:
+    """This process's cluster's address on the machine itself (the bridge's): what the app
+    hosts reach a server of the test's at (a mail catcher listening on every address)."""
+    return f"{_own_subnet()}.1"
+
+
 def _own_network() -> dict[str, str]:
     """Names, addresses and a port of this process's own, so that clusters of two test
     processes never meet."""
-    pid = os.getpid()
     return {
-        "CLUSTER_NAME": f"c{pid}",
-        "CLUSTER_SUBNET": f"10.{100 + pid // 256 % 150}.{pid % 256}",
+        "CLUSTER_NAME": f"c{os.getpid()}",
+        "CLUSTER_SUBNET": _own_subnet(),
         "CLUSTER_PORT": str(free_port()),
     }
 
