@@ -446,6 +446,8 @@ def _wordpress_post(label: str, item: Element) -> RawPost:
 
 _ESCAPED = re.compile(r"([\\`*_\[\]<>])")
 _BLOCKS = {"p", "div", "figure", "figcaption", "table", "tr", "section", "article"}
+# Emphasis opens and closes with the same Markdown mark.
+_INLINE_MARKS = {"strong": "**", "b": "**", "em": "*", "i": "*"}
 _IGNORED = {"script", "style", "head", "title", "iframe", "object", "noscript"}
 
 
@@ -478,10 +480,8 @@ class _MarkdownWriter(HTMLParser):
             self.emit("\\\n")
         elif tag == "hr":
             self.emit("\n\n---\n\n")
-        elif tag in ("strong", "b"):
-            self.emit("**")
-        elif tag in ("em", "i"):
-            self.emit("*")
+        elif tag in _INLINE_MARKS:
+            self.emit(_INLINE_MARKS[tag])
         elif tag == "code" and not self.pre:
             self.emit("`")
         elif tag == "pre":
@@ -511,10 +511,8 @@ class _MarkdownWriter(HTMLParser):
             self.ignored = max(self.ignored - 1, 0)
         elif tag in _BLOCKS or re.fullmatch(r"h[1-6]", tag):
             self.emit("\n\n")
-        elif tag in ("strong", "b"):
-            self.emit("**")
-        elif tag in ("em", "i"):
-            self.emit("*")
+        elif tag in _INLINE_MARKS:
+            self.emit(_INLINE_MARKS[tag])
         elif tag == "code" and not self.pre:
             self.emit("`")
         elif tag == "pre" and self.pre:
