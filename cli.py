@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+    from sqlalchemy.orm import Session as OrmSession
 
 ROOT = Path(__file__).resolve().parent
 DEBUG_VARIABLE = "INKWELL_DEBUG"
@@ -304,6 +305,71 @@ def _media_storage(settings: Any) -> Any:
     from services.storage import storage_for
 
     return storage_for(settings)
+
+
+@app.command("create-admin")
+def create_admin(
+    username: Annotated[str, typer.Argument(help="The new admin's username.")],
+    email: Annotated[str, typer.Option(help="The new admin's email address.")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            envvar="INKWELL_ADMIN_PASSWORD",
+            help="Asked for when not given (or set INKWELL_ADMIN_PASSWORD for scripts).",
+        ),
+    ],
+) -> None:
+    """Create an admin account: the only way to make the first one (no web page can)."""
+    from pydantic import ValidationError
+
+    from schemas import UserCreate
+    from services import moderation
+
+    try:
+        data = UserCreate(username=username, email=email, password=password)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise CliError(problems) from exc
+    with _session() as db:
+        user = moderation.create_admin(db, data=data)
+    typer.echo(f"Admin {user.username} created.")
+
+
+def _set_role(username: str, *, admin: bool) -> None:
+    from services import moderation
+
+    with _session() as db:
+        user = moderation.set_role(db, username=username, admin=admin)
+    typer.echo(f"{user.username} is now {'an admin' if admin else 'an author'}.")
+
+
+@app.command()
+def promote(username: Annotated[str, typer.Argument(help="The account to make an admin.")]) -> None:
+    """Make an existing account an admin."""
+    _set_role(username, admin=True)
+
+
+@app.command()
+def demote(username: Annotated[str, typer.Argument(help="The admin to make an author.")]) -> None:
+    """Make an admin an ordinary author again."""
+    _set_role(username, admin=False)
+
+
+@contextmanager
+def _session() -> Iterator["OrmSession"]:
+    """A write session on the configured database, disposed of afterwards."""
+    from config import get_settings
+    from database import Database
+
+    database = Database(get_settings().database_url)
+    try:
+        with database.session(write=True) as db:
+            yield db
+    finally:
+        database.dispose()
 
 
 @app.command("export")

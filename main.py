@@ -13,6 +13,7 @@ from config import Settings, file_clock, get_settings, startup_problem, use_cloc
 from database import Database
 from routers import (
     account,
+    admin,
     api,
     feeds,
     health,
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # (services.posts reserves such slugs).
     app.include_router(writing.router)
     app.include_router(history.router)
+    app.include_router(admin.router)
     app.include_router(pages.router)
     app.include_router(account.router)
     app.include_router(media_pages.router)

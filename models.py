@@ -1,10 +1,13 @@
-"""SQLAlchemy models: users and their posts, sessions, mailed links and the mail outbox."""
+"""SQLAlchemy models: users and their posts, sessions, mailed links, the mail outbox and the
+moderation log."""
 
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
@@ -28,6 +31,9 @@ EMAIL_MAX_LENGTH = 120
 TITLE_MAX_LENGTH = 100
 CONTENT_MAX_LENGTH = 100_000
 SLUG_MAX_LENGTH = 80
+AUTHOR_ROLE, ADMIN_ROLE = "author", "admin"
+ROLES = (AUTHOR_ROLE, ADMIN_ROLE)
+AUDIT_REASON_MAX_LENGTH = 500
 TAG_MAX_LENGTH = 40
 MAX_TAGS_PER_POST = 10
 TIMEZONE_MAX_LENGTH = 64
@@ -111,6 +117,10 @@ class User(Base):
         String(TOTP_SECRET_MAX_LENGTH), default=None
     )
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # `author` or `admin` (ROLES); only the command line makes an admin.
+    role: Mapped[str] = mapped_column(String(16), server_default="author", default="author")
+    # Set while an admin has suspended the account: no login, no session, posts hidden.
+    suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # Bumped by services.validity.invalidate_author when something changes every page of
     # this author's posts at once; cached post pages carry the number they were made at.
     content_version: Mapped[int] = mapped_column(BigInteger, server_default="1")
@@ -125,6 +135,14 @@ class User(Base):
     @property
     def email_verified(self) -> bool:
         return self.email_verified_at is not None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == ADMIN_ROLE
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended_at is not None
 
     @property
     def image_path(self) -> str:
@@ -154,8 +172,10 @@ class Post(Base):
         # Newest-first listings walk these indexes backwards: no sort, whatever the table size,
         # and readers' listings stop at `published_at <= now` within them. The second one also
         # serves the foreign key (cascading deletes, author pages).
-        Index("ix_posts_published_at_id", "published_at", "id"),
-        Index("ix_posts_user_id_published_at_id", "user_id", "published_at", "id"),
+        # `hidden` rides along at the end so that skipping rows to a deep page still reads
+        # the index alone (readers' listings filter on it, models.live_post).
+        Index("ix_posts_published_at_id", "published_at", "id", "hidden"),
+        Index("ix_posts_user_id_published_at_id", "user_id", "published_at", "id", "hidden"),
         # Lets each worker's start-up find posts an older renderer produced without reading
         # the whole table (services.posts.rerender_stale_posts).
         Index("ix_posts_render_version", "render_version"),
@@ -186,6 +206,9 @@ class Post(Base):
     published_at: Mapped[datetime | None] = mapped_column(
         UTCDateTime(), default=_published_when_posted
     )
+    # True while the author is suspended: readers' listings and pages leave the post out
+    # (models.live_post), kept on the row so that no listing needs to join the author.
+    hidden: Mapped[bool] = mapped_column(Boolean, server_default="0", default=False)
     slug: Mapped[str] = mapped_column(
         String(SLUG_MAX_LENGTH), server_default="post", default="post"
     )
@@ -215,10 +238,16 @@ class Post(Base):
 
     def is_live(self) -> bool:
         """Whether readers see the post now."""
-        return self.published_at is not None and self.published_at <= utcnow()
+        return not self.hidden and self.published_at is not None and self.published_at <= utcnow()
 
     def __repr__(self) -> str:
         return f"Post(id={self.id!r}, title={self.title!r})"
+
+
+def live_post(now: datetime | None = None) -> ColumnElement[bool]:
+    """The SQL form of Post.is_live: the post's moment has come, and its author is not
+    suspended (a suspension hides the author's posts, services.moderation)."""
+    return (Post.published_at <= (now or utcnow())) & Post.hidden.is_(False)
 
 
 class Tag(Base):
@@ -452,3 +481,23 @@ class MediaBlob(Base):
     )
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AuditEntry(Base):
+    """One moderation action: who did what to which account or post, and why. The names are
+    copied as text so that the entry outlives both the admin and what was acted on."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_created_at_id", "created_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    admin_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    admin_name: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH))
+    action: Mapped[str] = mapped_column(String(32))
+    target_kind: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[int] = mapped_column(BigInteger)
+    target_label: Mapped[str] = mapped_column(String(TITLE_MAX_LENGTH))
+    reason: Mapped[str] = mapped_column(String(AUDIT_REASON_MAX_LENGTH))

@@ -20,6 +20,7 @@ from services import accounts, media, password_reset, sessions, users, verificat
 from services.errors import (
     DuplicateError,
     InvalidLinkError,
+    SuspendedError,
     ThrottledError,
     WrongPasswordError,
 )
@@ -116,6 +117,9 @@ def login(
     except accounts.InvalidLoginError:
         context = {"values": values, "errors": {"form": accounts.INVALID_LOGIN}}
         return render(request, "auth/login.html", context, status.HTTP_400_BAD_REQUEST)
+    except SuspendedError:
+        context = {"values": values, "errors": {"form": SuspendedError.message}}
+        return render(request, "auth/login.html", context, status.HTTP_403_FORBIDDEN)
     return login_response(request, db, result, f"Welcome back, {result.user.username}!", next)
 
 

@@ -9,7 +9,12 @@ from sqlalchemy.orm import Session
 
 from models import User
 from services import passwords, sessions, throttling, two_factor
-from services.errors import PendingLoginError, ThrottledError, WrongPasswordError
+from services.errors import (
+    PendingLoginError,
+    SuspendedError,
+    ThrottledError,
+    WrongPasswordError,
+)
 
 INVALID_LOGIN = "Invalid username or password"
 WRONG_PASSWORD = "The current password is incorrect"
@@ -87,10 +92,18 @@ def _authenticate(db: Session, *, username: str, password: str, client_ip: str) 
     return user
 
 
+def _refuse_suspended(user: User) -> None:
+    # Only after the password matched: a wrong guess learns nothing about the account.
+    if user.is_suspended:
+        raise SuspendedError(SuspendedError.message)
+
+
 def finish_login(db: Session, *, user: User) -> LoggedIn | CodeNeeded:
     """Log in a browser whose user has proved who they are (a password, a reset link): a
     session, or for an account with two-factor sign-in, a pending login that only the code
-    step (`complete_login`) turns into one. Every way a browser logs in ends here."""
+    step (`complete_login`) turns into one. Every way a browser logs in ends here, so a
+    suspended account (SuspendedError) is refused here too."""
+    _refuse_suspended(user)
     if user.two_factor_enabled:
         return CodeNeeded(user, sessions.create_session(db, user=user, kind="pending"))
     return LoggedIn(user, sessions.create_session(db, user=user, kind="browser"))
@@ -133,6 +146,7 @@ def issue_api_token(
     too (`otp`), in the one request: raises what `_authenticate` and
     two_factor.check_code raise."""
     user = _authenticate(db, username=username, password=password, client_ip=client_ip)
+    _refuse_suspended(user)
     if user.two_factor_enabled:
         two_factor.check_code(db, user=user, code=otp, client_ip=client_ip)
     return LoggedIn(user, sessions.create_session(db, user=user, kind="api"))

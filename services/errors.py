@@ -14,6 +14,12 @@ class WrongPasswordError(ForbiddenError):
     """A change that needs the account's current password came without the right one."""
 
 
+class SuspendedError(ForbiddenError):
+    """The account is suspended by an admin: it may not log in until that is lifted."""
+
+    message = "This account is suspended."
+
+
 class ConflictError(Exception):
     """The change clashes with what is stored."""
 

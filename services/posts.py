@@ -15,7 +15,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from config import utcnow
 from database import reading
-from models import Post, User
+from models import Post, User, live_post
 from schemas import MAX_ID, PostCreate, PostReplace, PostUpdate
 from services import markdown, revisions, search, tags
 from services.errors import (
@@ -42,8 +42,8 @@ def post_slug(slug: str | None, title: str) -> str:
 
 
 def live(now: datetime | None = None) -> ColumnElement[bool]:
-    """The condition for a post readers may see: its moment has come."""
-    return Post.published_at <= (now or utcnow())
+    """The condition for a post readers may see (models.live_post)."""
+    return live_post(now)
 
 
 def visible_to(viewer: User | None) -> ColumnElement[bool]:

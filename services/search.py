@@ -79,8 +79,9 @@ _POSTGRES_BOUNDARY = """
     ORDER BY id DESC LIMIT 1 OFFSET :candidates
 """
 
-# Only posts readers may see: their moment has come (drafts have none).
-_LIVE = "published_at <= :now"
+# Only posts readers may see: their moment has come (drafts have none), their author is not
+# suspended (services.posts.live says the same for the ORM's queries).
+_LIVE = "published_at <= :now AND NOT hidden"
 
 # Ordering by FTS5's own `rank` column (bm25, title weighted ten times the body) lets the
 # index return matches in rank order, with no separate sort step.
@@ -112,7 +113,7 @@ _POSTGRES = text(
            (SELECT below FROM boundary) IS NOT NULL AS narrowed
     FROM posts AS p, to_tsquery('english', :match) AS q(query)
     WHERE p.search_vector @@ q.query AND p.id > coalesce((SELECT below FROM boundary), 0)
-      AND p.{_LIVE}
+      AND {_LIVE}
     ORDER BY ts_rank_cd(p.search_vector, q.query) DESC, p.id DESC
     LIMIT :limit OFFSET :offset
     """

@@ -41,6 +41,8 @@ def find_session(db: Session, *, token: str, kind: SessionKind) -> AuthSession |
             AuthSession.token_hash == digest(token),
             AuthSession.kind == kind,
             AuthSession.expires_at > utcnow(),
+            # A suspension ends the sessions too; this keeps any that a race left unusable.
+            AuthSession.user.has(User.suspended_at.is_(None)),
         )
     )
 

@@ -7,8 +7,7 @@ from sqlalchemy import Select, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from config import utcnow
-from models import Post, PostTag, Tag
+from models import Post, PostTag, Tag, live_post
 from services.errors import NotFoundError
 from services.text import unicode_slugify
 
@@ -76,7 +75,7 @@ def list_tags(db: Session) -> list[TagCount]:
         select(Tag, count)
         .join(PostTag, PostTag.tag_id == Tag.id)
         .join(Post, Post.id == PostTag.post_id)
-        .where(Post.published_at <= utcnow())
+        .where(live_post())
         .group_by(Tag.id)
         .order_by(func.lower(Tag.name), Tag.id)
     ).all()

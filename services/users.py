@@ -46,13 +46,22 @@ def _ensure_unique(
         raise DuplicateError(UNUSABLE)
 
 
-def _commit_unique(db: Session) -> None:
+def commit_unique(db: Session) -> None:
     """Commit; a unique constraint firing here means a concurrent request won the race."""
     try:
         db.commit()
     except IntegrityError as exc:
         db.rollback()
         raise DuplicateError(UNUSABLE) from exc
+
+
+def add_account(db: Session, *, data: UserCreate, password_hash: str) -> User:
+    """A new account in the open transaction; DuplicateError if the name or address is
+    taken (commit with `commit_unique`, which catches a race for the same name)."""
+    _ensure_unique(db, username=data.username, email=data.email)
+    user = User(username=data.username, email=data.email, password_hash=password_hash)
+    db.add(user)
+    return user
 
 
 def create_user(db: Session, *, data: UserCreate, client_ip: str, site: mail.Site) -> User:
@@ -70,12 +79,10 @@ def create_user(db: Session, *, data: UserCreate, client_ip: str, site: mail.Sit
     db.commit()
     password_hash = passwords.hash_password(data.password)
     try:
-        _ensure_unique(db, username=data.username, email=data.email)
-        user = User(username=data.username, email=data.email, password_hash=password_hash)
-        db.add(user)
+        user = add_account(db, data=data, password_hash=password_hash)
         verification.send_link(db, user=user, email=user.email, site=site)
         throttling.count_registration(db, key=key)
-        _commit_unique(db)
+        commit_unique(db)
     except DuplicateError:
         db.rollback()
         throttling.count_registration(db, key=key)
@@ -112,7 +119,7 @@ def update_user(
         verification.send_link(db, user=user, email=new_email, site=site)
     elif new_email is not None:
         user.pending_email = None
-    _commit_unique(db)
+    commit_unique(db)
     return user
 
 
@@ -122,6 +129,11 @@ def delete_user(
     """Delete the account once its current password confirms it (see
     accounts.confirm_password for the throttle and the errors)."""
     accounts.confirm_password(db, user=user, password=password, client_ip=client_ip)
+    remove_account(db, user=user, storage=storage)
+
+
+def remove_account(db: Session, *, user: User, storage: MediaStorage) -> None:
+    """Delete the account and everything it owns, in the session's open transaction."""
     # Posts, sessions, images and (in database storage) their bytes go with the user through
     # ON DELETE CASCADE; files on disk go only once the deletion is committed.
     files = images.stored_names(db, user_id=user.id) + _avatar_names(user.image_file)

@@ -14,7 +14,6 @@ from datetime import datetime
 from sqlalchemy import Connection, Select, case, func, select, update
 from sqlalchemy.orm import Session
 
-from config import utcnow
 from models import Post, SiteState, User
 from services.posts import live
 
@@ -55,12 +54,12 @@ def post_stamp_of(post: Post) -> PostStamp:
 
 def current_post_stamp(connection: Connection, post_id: int) -> PostStamp | None:
     """The stamp a page of post `post_id` made now would have; None once it is gone."""
-    live = case((Post.published_at <= utcnow(), True), else_=False)
+    live_now = case((live(), True), else_=False)
     query = (
         select(
             Post.version,
             Post.render_version,
-            live,
+            live_now,
             User.username,
             User.image_file,
             User.content_version,

@@ -31,6 +31,9 @@ COMMANDS = {
     "send-mail": [],
     "export": ["--all", "--user", "--output"],
     "import": ["--user"],
+    "create-admin": ["--email", "--password"],
+    "promote": [],
+    "demote": [],
 }
 PRODUCTION = {
     "DEBUG": "false",

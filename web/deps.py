@@ -87,6 +87,7 @@ async def get_current_user(request: Request, db: SessionDep) -> User | None:
         mark_personal(request)
         user = await _user_for(request, db, token, "browser")
     request.state.user = user
+    request.state.is_admin = user is not None and user.is_admin
     return user
 
 

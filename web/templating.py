@@ -140,6 +140,9 @@ def render(
     flashes = _pending_flashes(request)
     full_context = {
         "current_user": getattr(request.state, "user", None),
+        # Read when the user was loaded: an error page renders after the session rolled back,
+        # when the user's attributes can no longer be loaded.
+        "viewer_is_admin": getattr(request.state, "is_admin", False),
         "csrf_token": LazyCsrfToken(request),
         "flashes": flashes,
         **(context or {}),

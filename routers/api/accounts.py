@@ -38,7 +38,7 @@ from schemas import (
     UserUpdate,
 )
 from services import accounts, media, posts, sessions, users
-from services.errors import WrongCodeError
+from services.errors import SuspendedError, WrongCodeError
 from web.deps import ApiToken, ApiUser, Paging
 from web.media import StorageDep
 from web.middleware import UPLOAD_BODY_LIMIT, BodyLimitedRoute, body_limit
@@ -88,6 +88,8 @@ def issue_token(
             )
     except accounts.InvalidLoginError as exc:
         raise _unauthorized(accounts.INVALID_LOGIN) from exc
+    except SuspendedError as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=SuspendedError.message) from exc
     except WrongCodeError as exc:
         raise _unauthorized(OTP_NEEDED if exc.missing else OTP_WRONG) from exc
     return Token(access_token=logged_in.token)
