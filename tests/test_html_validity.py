@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from config import utcnow
+from models import ADMIN_ROLE, User
 from services import account_links, mail
 from tests.support.accounts import PASSWORD, form_token, login
 from tests.support.archives import zip_of
@@ -181,6 +182,20 @@ def check_two_factor_pages(pages: Pages) -> None:
 
 # The markup does not depend on the database, so one backend is enough.
 @pytest.mark.parametrize("backend", ["sqlite"])
+def check_admin_pages(pages: "Pages", db, admin: User, target: User) -> None:
+    admin.role = ADMIN_ROLE
+    db.commit()
+    pages.get("admin-accounts", "/admin")
+    pages.get("admin-accounts-search", "/admin", q="quiet")
+    pages.get("admin-posts", "/admin/posts")
+    pages.get("admin-log-empty", "/admin/log")
+    suspend = f"/admin/users/{target.id}/suspend"
+    pages.get("admin-confirm", suspend)
+    pages.post("admin-confirm-error", suspend, {"reason": ""}, 422)
+    pages.post("admin-done-with-flash", suspend, {"reason": "Spam <links>"})
+    pages.get("admin-log", "/admin/log")
+
+
 def test_every_page_type_is_valid_html(client, db, make_account, make_user, make_post, tmp_path):
     pages = Pages(client)
 
@@ -351,6 +366,7 @@ def test_every_page_type_is_valid_html(client, db, make_account, make_user, make
     )
     garbage = {"file": ("export.zip", b"not an archive", "application/zip")}
     pages.post("account-import-error", "/account/import", {}, 422, files=garbage)
+    check_admin_pages(pages, db, writer, quiet)
     pages.get("account-delete", "/account/delete")
     pages.post("account-delete-error", "/account/delete", {"password": PASSWORD + "x"}, status=422)
     check_two_factor_pages(pages)
