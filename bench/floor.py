@@ -32,13 +32,13 @@ POSTS_SQL = """
     SELECT p.id, p.slug, p.title, p.excerpt, p.reading_minutes, p.published_at,
            u.id, u.username, u.image_file
     FROM posts AS p JOIN users AS u ON u.id = p.user_id
-    WHERE p.published_at <= ?
+    WHERE p.published_at <= ? AND NOT p.hidden
     ORDER BY p.published_at DESC, p.id DESC
     LIMIT ?
 """
 AHEAD_SQL = """
     SELECT count(*) FROM (
-        SELECT p.id FROM posts AS p WHERE p.published_at <= ?
+        SELECT p.id FROM posts AS p WHERE p.published_at <= ? AND NOT p.hidden
         ORDER BY p.published_at DESC, p.id DESC LIMIT ? OFFSET ?
     )
 """
