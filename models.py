@@ -232,7 +232,8 @@ class Post(Base):
     @property
     def status_now(self) -> str:
         """The status a reader sees: a scheduled post whose moment has come is published."""
-        if self.status == "scheduled" and self.is_live():
+        # Its moment alone decides: a suspension hides a post without changing its status.
+        if self.status == "scheduled" and self.published_at and self.published_at <= utcnow():
             return "published"
         return self.status
 

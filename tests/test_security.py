@@ -220,6 +220,7 @@ def _path_values(post) -> dict[str, object]:
         "media_id": 1,
         "token": "no-such-review-token",
         "path": "css/style.css",
+        "action": "delete",  # an admin action (routers.admin)
     }
 
 
