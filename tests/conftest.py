@@ -14,7 +14,7 @@ from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from config import Settings, use_clock
-from database import Base, Database
+from database import IMMEDIATE, Base, Database
 from main import create_app
 from models import Post, User
 from services.mail import deliver_due
@@ -180,13 +180,23 @@ def db(app: FastAPI) -> Iterator[Session]:
     session.close()
 
 
+def commit_as_writer(db: Session, *rows: object) -> None:
+    """Add `rows` and commit them in a transaction that queues for the write lock as the
+    app's writers do, so that a writer of the app (a mail thread, say) running at the same
+    moment makes this wait its turn rather than fail with "database is locked". (Within
+    a read the test left open, the write goes on in that transaction.)"""
+    if not db.in_transaction():
+        db.connection(execution_options={IMMEDIATE: True})
+    db.add_all(rows)
+    db.commit()
+
+
 @pytest.fixture
 def make_user(db: Session) -> Callable[..., User]:
     def factory(username: str | None = None, **fields: object) -> User:
         name = username or f"user{next(_names)}"
         user = User(username=name, email=fields.pop("email", f"{name}@example.com"), **fields)
-        db.add(user)
-        db.commit()
+        commit_as_writer(db, user)
         return user
 
     return factory
@@ -205,8 +215,7 @@ def make_post(db: Session, make_user: Callable[..., User]) -> Callable[..., Post
             content=content,
             **(rendered_fields(content) | fields),
         )
-        db.add(post)
-        db.commit()
+        commit_as_writer(db, post)
         return post
 
     return factory

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from config import Settings, utcnow
+from config import utcnow
 from main import create_app
 from models import AuthSession, LoginFailure, User
 from services.tokens import digest as _digest
@@ -58,8 +58,8 @@ def test_session_cookie_flags(client):
     assert "Secure" not in header
 
 
-def test_session_cookie_is_secure_when_configured(database_url, tmp_path):
-    settings = Settings(database_url=database_url, media_dir=tmp_path / "m", secure_cookies=True)
+def test_session_cookie_is_secure_when_configured(settings):
+    settings = settings.model_copy(update={"secure_cookies": True})
     from fastapi.testclient import TestClient
 
     with TestClient(create_app(settings), base_url="https://testserver") as client:

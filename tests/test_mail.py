@@ -267,6 +267,11 @@ def test_two_workers_send_each_message_once_and_wait_out_the_mail_server(
             query = select(OutboxMessage.status, OutboxMessage.attempts).order_by(OutboxMessage.id)
             return [tuple(row) for row in db.execute(query)]
 
+    def last_error_of_latest() -> str | None:
+        with database.session(write=False) as db:
+            query = select(OutboxMessage.last_error).order_by(OutboxMessage.id.desc()).limit(1)
+            return db.scalar(query)
+
     try:
         with ServerGroup(
             empty_database_url, tmp_path / "media", 2, clock.path, extra_env=env
@@ -284,7 +289,10 @@ def test_two_workers_send_each_message_once_and_wait_out_the_mail_server(
                 f"{server.base_url}/api/password-reset", json={"email": "reader0@example.com"}
             )
             assert reset.status_code == 202
-            wait_until(lambda: attempts()[-1] == ("pending", 1))
+            # Not merely claimed ("pending", 1 from the moment a sender takes it, before it
+            # has tried the stopped server): the failed attempt is on record.
+            wait_until(lambda: last_error_of_latest() is not None)
+            assert attempts()[-1] == ("pending", 1)
             smtp_server.start()
             clock.advance(seconds=outbox.FIRST_RETRY.total_seconds() + 1)
             smtp_server.wait_for(7)

@@ -6,9 +6,9 @@ from config import Settings
 
 
 @pytest.fixture
-def settings(database_url, tmp_path) -> Settings:
+def settings(settings: Settings) -> Settings:
     # Pages of 50 posts, so the statement-count test compares 1 against 50 rows.
-    return Settings(database_url=database_url, media_dir=tmp_path / "media", page_size=50)
+    return settings.model_copy(update={"page_size": 50})
 
 
 @pytest.mark.parametrize("page", ["home", "author"])
