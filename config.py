@@ -1,7 +1,8 @@
 """Application settings, read from the environment and an optional `.env` file."""
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -12,6 +13,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-do-not-deploy"
 MIN_SECRET_KEY_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class NewAccountLimit:
+    """How many posts an account may write while it is new."""
+
+    posts: int
+    period: timedelta
 
 
 class Settings(BaseSettings):
@@ -38,6 +47,11 @@ class Settings(BaseSettings):
     upload_orphan_grace_seconds: float = Field(default=60, ge=0)
     # Host headers the site answers to (comma-separated in the environment); others get 400.
     allowed_hosts: Annotated[list[str], NoDecode] = ["localhost", "127.0.0.1", "testserver"]
+    # New accounts (not admins) may write this many posts, imports included, until they are
+    # NEW_ACCOUNT_PERIOD_HOURS old: spam comes from accounts made for it, and an author's
+    # first day seldom needs more. A period of 0 lifts the limit.
+    new_account_post_limit: int = Field(default=5, ge=0)
+    new_account_period_hours: float = Field(default=24, ge=0)
     # For test harnesses only: read the current time from this file (ISO 8601) instead of
     # the system clock, so that tests can move time in every worker process at once.
     clock_file: Path | None = None
@@ -75,6 +89,12 @@ class Settings(BaseSettings):
     @property
     def smtp_port_or_default(self) -> int:
         return self.smtp_port or {"tls": 465, "starttls": 587, "none": 25}[self.smtp_security]
+
+    @property
+    def new_account_limit(self) -> "NewAccountLimit":
+        return NewAccountLimit(
+            self.new_account_post_limit, timedelta(hours=self.new_account_period_hours)
+        )
 
     @property
     def avatar_dir(self) -> Path:

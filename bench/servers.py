@@ -51,6 +51,9 @@ def app_environment(database_url: str) -> dict[str, str]:
         "DEBUG": "false",
         "SECRET_KEY": SECRET_KEY,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # The benchmark's writers are accounts made moments ago; it measures writing, not the
+        # limit on what new accounts may post.
+        "NEW_ACCOUNT_PERIOD_HOURS": "0",
     }
 
 

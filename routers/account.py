@@ -24,9 +24,10 @@ from services.errors import (
     ThrottledError,
     WrongPasswordError,
 )
+from services.text import duration
 from web.cookies import SESSION_COOKIE, clear_cookie
 from web.deps import CurrentUser, RequiredUser, get_current_user
-from web.forms import FormText, duration, too_many_failures, validate
+from web.forms import FormText, too_many_failures, validate
 from web.login import end_browser_session, finish_login, login_response
 from web.media import StorageDep
 from web.middleware import UPLOAD_BODY_LIMIT, BodyLimitedRoute, RequestTooLarge, body_limit

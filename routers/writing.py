@@ -15,8 +15,14 @@ from database import SessionDep
 from models import Post, User
 from schemas import PostReplace
 from services import images, media, merging, posts, reviews, revisions
-from services.errors import ConflictError, EditConflictError, InvalidFieldError, NotFoundError
-from web.deps import RequiredUser, get_current_user
+from services.errors import (
+    ConflictError,
+    EditConflictError,
+    InvalidFieldError,
+    NotFoundError,
+    ThrottledError,
+)
+from web.deps import RequiredUser, SettingsDep, get_current_user
 from web.forms import (
     Errors,
     FormText,
@@ -184,7 +190,12 @@ def _insert_image(
 @router.post("/posts/new", name="post_create", dependencies=[CsrfProtected])
 @body_limit(UPLOAD_BODY_LIMIT)
 def create_post(
-    request: Request, db: SessionDep, user: RequiredUser, form: PostFormData, image: ImageField
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    user: RequiredUser,
+    form: PostFormData,
+    image: ImageField,
 ) -> Response:
     """Publish a post, save it as a draft or schedule it; or show a preview of it."""
     if form.action == INSERT_IMAGE:
@@ -195,9 +206,12 @@ def create_post(
     if form.action == PREVIEW:
         return _post_form(request, form, {}, None, 200, preview=result)
     try:
-        post = posts.create_post(db, data=result, author=user)
+        post = posts.create_post(db, data=result, author=user, limit=settings.new_account_limit)
     except InvalidFieldError as exc:
         return _post_form(request, form, _field_error(exc), None, 422)
+    except ThrottledError as exc:
+        message = posts.new_account_limit_message(settings.new_account_limit, exc.retry_after)
+        return _post_form(request, form, {"form": message}, None, 429)
     return redirect(request, post_url(request, post), SAVED_MESSAGES[post.status_now])
 
 

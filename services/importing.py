@@ -26,10 +26,11 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from config import utcnow
+from config import NewAccountLimit, utcnow
 from models import CONTENT_MAX_LENGTH, MediaFile, Post, User
 from schemas import PostCreate
-from services import images, media, revisions, tags
+from services import images, media, posts, revisions, tags
+from services.errors import ThrottledError
 from services.export import POSTS_JSON
 from services.images import QuotaExceededError
 from services.import_formats import (
@@ -372,6 +373,20 @@ def _check_quota(
         )
 
 
+def _count_against_new_account(
+    db: Session, user: User, count: int, limit: NewAccountLimit | None
+) -> None:
+    """An import writes posts like the editor does: a new account's limit covers both."""
+    try:
+        posts.count_new_account_posts(db, author=user, limit=limit, count=count)
+    except ThrottledError as exc:
+        assert limit is not None  # only a limit throttles
+        message = posts.new_account_limit_message(limit, exc.retry_after)
+        raise QuotaExceededError(
+            f"{message} This import brings {count}, so nothing was imported."
+        ) from exc
+
+
 def _store_images(
     db: Session, user: User, new: list[PreparedImage], storage: MediaStorage, created: list[str]
 ) -> None:
@@ -420,6 +435,7 @@ def write(
     storage: MediaStorage,
     max_files: int,
     max_bytes: int,
+    new_account: NewAccountLimit | None = None,
 ) -> ImportReport:
     """Store what `prepare` made ready, in one transaction; nothing if any of it fails."""
     report = ImportReport(skipped=list(prepared.skipped))
@@ -437,6 +453,7 @@ def write(
         existing = _media_rows(db, user.id, list(shown))
         new = [image for digest, image in shown.items() if digest not in existing]
         _check_quota(db, user.id, new, max_files, max_bytes)
+        _count_against_new_account(db, user, len(kept), new_account)
         _store_images(db, user, new, storage, created)
         rows = _insert_posts(db, user, kept)
         db.commit()
@@ -457,6 +474,7 @@ def import_posts(
     limits: Limits,
     max_files: int,
     max_bytes: int,
+    new_account: NewAccountLimit | None = None,
 ) -> ImportReport:
     """Prepare outside any transaction, then write in one."""
     db.commit()  # whatever was read before (the user) holds no lock while the work is done
@@ -468,4 +486,5 @@ def import_posts(
         storage=storage,
         max_files=max_files,
         max_bytes=max_bytes,
+        new_account=new_account,
     )

@@ -5,6 +5,7 @@ future one); its author sees it always. Every reader-facing query filters on tha
 scheduled post goes live at its moment with nothing to run.
 """
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -13,19 +14,20 @@ from sqlalchemy import ColumnElement, Select, func, select, tuple_, update
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
-from config import utcnow
+from config import NewAccountLimit, utcnow
 from database import reading
 from models import Post, User, live_post
 from schemas import MAX_ID, PostCreate, PostReplace, PostUpdate
-from services import markdown, revisions, search, tags
+from services import markdown, revisions, search, tags, throttling
 from services.errors import (
     ConflictError,
     EditConflictError,
     ForbiddenError,
     NotFoundError,
+    ThrottledError,
 )
 from services.paging import NumberedPage
-from services.text import slugify
+from services.text import duration, slugify
 
 POST_NOT_FOUND = "Post not found"
 NOT_THE_AUTHOR = "You are not the author of this post"
@@ -245,9 +247,47 @@ def _schedule(
     return ("scheduled" if when > utcnow() else "published"), when
 
 
-def create_post(db: Session, *, data: PostCreate | PostReplace, author: User) -> Post:
+def new_account_limit_message(limit: NewAccountLimit, retry_after: int) -> str:
+    period = duration(int(limit.period.total_seconds()))
+    return (
+        f"A new account may write {limit.posts} posts in its first {period}. "
+        f"Try again in {duration(retry_after)}."
+    )
+
+
+def count_new_account_posts(
+    db: Session, *, author: User, limit: NewAccountLimit | None, count: int = 1
+) -> None:
+    """Count `count` new posts of `author` against `limit` while the account is new (admins
+    are exempt), in the open transaction; ThrottledError, waiting until the account is no
+    longer new, when they do not fit. The account's row is locked first, so that two posts
+    written at once on PostgreSQL cannot both take the last one left."""
+    if limit is None or not limit.period or author.is_admin:
+        return
+    now = utcnow()
+    grown_up = author.created_at + limit.period
+    if grown_up <= now:
+        return
+    db.execute(select(User.id).where(User.id == author.id).with_for_update())
+    wait = math.ceil((grown_up - now).total_seconds())
+    throttling.count_new_posts(db, user_id=author.id, allowance=limit.posts, count=count, wait=wait)
+
+
+def create_post(
+    db: Session,
+    *,
+    data: PostCreate | PostReplace,
+    author: User,
+    limit: NewAccountLimit | None = None,
+) -> Post:
+    """Write a post of `author`'s; ThrottledError past a new account's `limit`."""
     # Rendered before the first query: a write request holds the write lock from then on.
     fields = rendered_fields(data.content)
+    try:
+        count_new_account_posts(db, author=author, limit=limit)
+    except ThrottledError:
+        db.rollback()
+        raise
     status, published_at = _schedule(data.status or "published", data.published_at, None)
     post_tags = tags.find_or_create(db, data.tags or [])
     post = Post(

@@ -21,3 +21,14 @@ def unicode_slugify(text: str, max_length: int) -> str:
     unmarked = "".join(char for char in decomposed if not unicodedata.combining(char))
     slug = re.sub(r"[\W_]+", "-", unicodedata.normalize("NFC", unmarked).lower()).strip("-")
     return slug[:max_length].rstrip("-")
+
+
+def duration(seconds: int) -> str:
+    """'1 second', '45 seconds', '2 minutes', '3 hours' (rounded up)."""
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    if seconds < 3600:
+        minutes = -(-seconds // 60)
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    hours = -(-seconds // 3600)
+    return f"{hours} hour{'s' if hours != 1 else ''}"

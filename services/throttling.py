@@ -10,7 +10,9 @@ What is counted, each row keyed by what it counts against:
 - registrations, against the client's address (`register:<address>`);
 - password reset requests, against the client's address (`reset-ip:<address>`) and the email
   address asked about (`reset-email:<address>`, whether or not an account has it);
-- verification mails sent again on request, against the account (`verify:<id>`).
+- verification mails sent again on request, against the account (`verify:<id>`);
+- posts a new account has written, against the account (`new-post:<id>`): ids are never
+  reused (sqlite_autoincrement), so every row of the key is that account's.
 
 An IPv4 address counts on its own; an IPv6 address counts with the rest of its /64, which
 one subscriber usually holds whole and can pick any address from.
@@ -168,3 +170,20 @@ def verification_key(user_id: int) -> str:
 def count_mail_request(db: Session, *, keys: list[str]) -> None:
     """Count a request for a mailed link against `keys`, in the current transaction."""
     db.add_all(LoginFailure(key=key) for key in keys)
+
+
+# ---------------------------------------------------------------- new accounts' posts
+
+
+def new_post_key(user_id: int) -> str:
+    return _key("new-post", str(user_id))
+
+
+def count_new_posts(db: Session, *, user_id: int, allowance: int, count: int, wait: int) -> None:
+    """Count `count` posts against a new account's `allowance`, in the current transaction;
+    ThrottledError(wait) if they do not all fit in what is left of it."""
+    key = new_post_key(user_id)
+    written = db.scalar(select(func.count()).where(LoginFailure.key == key)) or 0
+    if written + count > allowance:
+        raise ThrottledError(max(wait, 1))
+    db.add_all(LoginFailure(key=key) for _ in range(count))

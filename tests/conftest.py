@@ -127,6 +127,8 @@ def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) 
         media_storage=storage,
         outbox_dir=tmp_path / "outbox",
         mail_poll_seconds=0,
+        # Test accounts are all new: tests/test_new_accounts.py sets the posting limit.
+        new_account_period_hours=0,
     )
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas import MAX_ID
 from services.errors import ThrottledError
+from services.text import duration
 
 FormText = Annotated[str, Form()]
 Errors = dict[str, str]
@@ -32,14 +33,6 @@ def validate(schema: type[Model], values: dict[str, str]) -> Model | Errors:
         return schema.model_validate(values)
     except ValidationError as exc:
         return form_errors(exc)
-
-
-def duration(seconds: int) -> str:
-    """'1 second', '45 seconds', '2 minutes' (rounded up)."""
-    if seconds < 60:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
-    minutes = -(-seconds // 60)
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def too_many_failures(exc: ThrottledError) -> str:

@@ -56,6 +56,7 @@ def run_import(request: Request, db: Session, user: User, file: BinaryIO) -> imp
         limits=IMPORT_LIMITS,
         max_files=settings.media_max_files_per_user,
         max_bytes=settings.media_max_bytes_per_user,
+        new_account=settings.new_account_limit,
     )
 
 

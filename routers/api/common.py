@@ -54,6 +54,7 @@ BODY: Responses = {**INVALID, 400: error_response("Malformed request body")}
 TOO_LARGE: Responses = {413: error_response("Request body too large")}
 TOO_MANY_FAILURES = "Too many failed attempts; try again later"
 TOO_MANY_REGISTRATIONS = "Too many registrations from this address; try again later"
+TOO_MANY_NEW_POSTS = "A new account may write only a few posts in its first day; try again later"
 
 
 def too_many(description: str) -> Responses:
@@ -63,6 +64,7 @@ def too_many(description: str) -> Responses:
 
 THROTTLED = too_many(TOO_MANY_FAILURES)
 REGISTRATIONS_THROTTLED = too_many(TOO_MANY_REGISTRATIONS)
+NEW_ACCOUNT_THROTTLED = too_many(TOO_MANY_NEW_POSTS)
 
 
 @contextmanager

@@ -14,16 +14,19 @@ from routers.api.common import (
     FORBIDDEN,
     INVALID,
     LIST_HEADERS,
+    NEW_ACCOUNT_THROTTLED,
     NOT_FOUND,
+    TOO_MANY_NEW_POSTS,
     PostId,
     error_response,
     paginate,
     public_post,
+    throttled,
 )
 from schemas import PostCreate, PostPublic, PostReplace, PostUpdate, ReviewLinkPublic, TagPublic
 from services import posts, reviews, search, tags
 from web.compression import identity_tag
-from web.deps import ApiUser, MaybeApiUser, Paging
+from web.deps import ApiUser, MaybeApiUser, Paging, SettingsDep
 from web.middleware import BodyLimitedRoute
 from web.pagecache import stamp_with_post
 from web.privacy import Public
@@ -83,12 +86,17 @@ def list_tags(db: SessionDep) -> Any:
     "/posts",
     status_code=status.HTTP_201_CREATED,
     response_model=PostPublic,
-    responses=AUTH | BODY,
+    responses=AUTH | BODY | NEW_ACCOUNT_THROTTLED,
 )
-def create_post(request: Request, data: PostCreate, db: SessionDep, user: ApiUser) -> Any:
+def create_post(
+    request: Request, data: PostCreate, db: SessionDep, settings: SettingsDep, user: ApiUser
+) -> Any:
     """Write a post as the authenticated user: published (the default), a draft, or
-    scheduled for a future `published_at`."""
-    return public_post(request, posts.create_post(db, data=data, author=user))
+    scheduled for a future `published_at`. A new account may write a limited number of
+    posts in its first day (429, with Retry-After saying when it may write more)."""
+    with throttled(TOO_MANY_NEW_POSTS):
+        post = posts.create_post(db, data=data, author=user, limit=settings.new_account_limit)
+    return public_post(request, post)
 
 
 @router.get(

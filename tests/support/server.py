@@ -30,6 +30,8 @@ def server_env(database_url: str, media_dir: Path, **extra: str) -> dict[str, st
         "DATABASE_URL": database_url,
         "MEDIA_DIR": str(media_dir),
         "OUTBOX_DIR": outbox,
+        # Test accounts are all new: the posting limit for them has tests of its own.
+        "NEW_ACCOUNT_PERIOD_HOURS": "0",
         **extra,
     }
 
