@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     upload_orphan_grace_seconds: float = Field(default=60, ge=0)
     # Host headers the site answers to (comma-separated in the environment); others get 400.
     allowed_hosts: Annotated[list[str], NoDecode] = ["localhost", "127.0.0.1", "testserver"]
+    # Who may register: `open` (anyone), `invite` (only with an invitation an admin had
+    # mailed from /admin/invitations) or `closed` (nobody; `inkwell create-admin` still works).
+    registration_mode: Literal["open", "invite", "closed"] = "open"
     # New accounts (not admins) may write this many posts, imports included, until they are
     # NEW_ACCOUNT_PERIOD_HOURS old: spam comes from accounts made for it, and an author's
     # first day seldom needs more. A period of 0 lifts the limit.

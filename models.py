@@ -396,6 +396,38 @@ class AccountToken(Base):
     user: Mapped[User] = relationship()
 
 
+class Invitation(Base):
+    """A single-use link to register while registration is by invitation (REGISTRATION_MODE
+    `invite`), made by an admin and mailed to `email`. Only a hash of the token is stored.
+    The names are copied as text, so that the row outlives both accounts."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (Index("ix_invitations_created_at_id", "created_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH))
+    invited_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    invited_by_name: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Set once someone registered with it (their name kept in `used_by_name`) or an admin
+    # withdrew it; either way it opens nothing from then on.
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    used_by_name: Mapped[str | None] = mapped_column(String(USERNAME_MAX_LENGTH), default=None)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    def state(self, now: datetime) -> str:
+        """accepted, withdrawn, expired or pending."""
+        if self.used_by_name is not None:
+            return "accepted"
+        if self.withdrawn_at is not None:
+            return "withdrawn"
+        return "expired" if self.expires_at <= now else "pending"
+
+
 class OutboxMessage(Base):
     """A message waiting to be mailed, written in the same transaction as the change that
     caused it, so neither exists without the other; senders claim it from here."""

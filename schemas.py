@@ -217,6 +217,20 @@ class UserCreate(UserBase):
     model_config = ConfigDict(extra="forbid")
 
     password: Password
+    invitation: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The token of an invitation link (`/register?invitation=…`); needed "
+        "while registration is by invitation, ignored while it is open",
+    )
+
+
+class InvitationCreate(BaseModel):
+    """An invitation an admin has mailed, while registration is by invitation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
 
 
 # A password being checked, not chosen: only bounded, so no one makes the server hash a

@@ -16,7 +16,15 @@ from schemas import (
     UserUpdate,
     known_timezones,
 )
-from services import accounts, media, password_reset, sessions, users, verification
+from services import (
+    accounts,
+    invitations,
+    media,
+    password_reset,
+    sessions,
+    users,
+    verification,
+)
 from services.errors import (
     DuplicateError,
     InvalidLinkError,
@@ -26,7 +34,7 @@ from services.errors import (
 )
 from services.text import duration
 from web.cookies import SESSION_COOKIE, clear_cookie
-from web.deps import CurrentUser, RequiredUser, get_current_user
+from web.deps import CurrentUser, RequiredUser, SettingsDep, get_current_user
 from web.forms import FormText, too_many_failures, validate
 from web.login import end_browser_session, finish_login, login_response
 from web.media import StorageDep
@@ -45,48 +53,75 @@ router = APIRouter(
 # ---------------------------------------------------------------- register, log in, log out
 
 
+def _register_page(
+    request: Request, values: dict[str, str], errors: dict[str, str], status_code: int = 200
+) -> Response:
+    return render(request, "auth/register.html", {"values": values, "errors": errors}, status_code)
+
+
+def _refused(request: Request, exc: invitations.RegistrationRefusedError, code: int) -> Response:
+    return render(request, "auth/register.html", {"refused": exc.message}, code)
+
+
 @router.get("/register", name="register")
-def register_form(request: Request, user: CurrentUser) -> Response:
-    """Sign-up form."""
+def register_form(
+    request: Request, db: SessionDep, settings: SettingsDep, user: CurrentUser, invitation: str = ""
+) -> Response:
+    """Sign-up form, or why there is none (registration closed, or by invitation and the
+    link is not live); an invitation fills in the address it was sent to."""
     if user:
         return redirect(request, url_for(request, "home"))
-    return render(request, "auth/register.html", {"values": {}, "errors": {}})
+    try:
+        found = invitations.check_mode(db, mode=settings.registration_mode, token=invitation)
+    except invitations.RegistrationRefusedError as exc:
+        return _refused(request, exc, status.HTTP_200_OK)
+    values = {"invitation": invitation, "email": found.email} if found else {}
+    return _register_page(request, values, {})
 
 
 @router.post("/register", name="register_submit", dependencies=[CsrfProtected])
 def register(
     request: Request,
     db: SessionDep,
+    settings: SettingsDep,
     username: FormText = "",
     email: FormText = "",
     password: FormText = "",
     confirm_password: FormText = "",
+    invitation: FormText = "",
 ) -> Response:
     """Create an account and log in."""
-    values = {"username": username, "email": email}
+    values = {"username": username, "email": email, "invitation": invitation}
     result = validate(UserCreate, {**values, "password": password})
     errors = result if isinstance(result, dict) else {}
     if password != confirm_password:
         errors.setdefault("confirm_password", "The passwords do not match")
     if errors or isinstance(result, dict):
-        return render(request, "auth/register.html", {"values": values, "errors": errors}, 422)
+        return _register_page(request, values, errors, 422)
     try:
         user = users.create_user(
-            db, data=result, client_ip=client_ip(request), site=mail_site(request)
+            db,
+            data=result,
+            client_ip=client_ip(request),
+            site=mail_site(request),
+            mode=settings.registration_mode,
         )
+    except invitations.RegistrationRefusedError as exc:
+        return _refused(request, exc, status.HTTP_403_FORBIDDEN)
     except DuplicateError as exc:
         # One message for the form, naming neither field (see users.UNUSABLE).
-        context = {"values": values, "errors": {"form": exc.message}}
-        return render(request, "auth/register.html", context, status.HTTP_409_CONFLICT)
+        return _register_page(request, values, {"form": exc.message}, status.HTTP_409_CONFLICT)
     except ThrottledError as exc:
         message = (
             f"Too many accounts were created from here. Try again in {duration(exc.retry_after)}."
         )
-        context = {"values": values, "errors": {"form": message}}
-        return render(request, "auth/register.html", context, status.HTTP_429_TOO_MANY_REQUESTS)
-    message = (
-        f"Welcome to Inkwell, {user.username}! We have sent you a link to confirm {user.email}."
-    )
+        return _register_page(request, values, {"form": message}, 429)
+    if user.email_verified:
+        message = f"Welcome to Inkwell, {user.username}!"
+    else:
+        message = (
+            f"Welcome to Inkwell, {user.username}! We have sent you a link to confirm {user.email}."
+        )
     return finish_login(request, db, user, message, "/")
 
 

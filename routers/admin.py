@@ -1,22 +1,26 @@
-"""The admin pages: accounts, posts and the log of what admins did. Every page answers 404 to
-anyone but an admin, so that the section's existence is not disclosed; every action asks for
-a reason on a confirmation page first and is logged (services.moderation)."""
+"""The admin pages: accounts, posts, invitations and the log of what admins did. Every page
+answers 404 to anyone but an admin, so that the section's existence is not disclosed; every
+action on an account or a post asks for a reason on a confirmation page first, and every
+action is logged (services.audit)."""
 
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
+from sqlalchemy.orm import Session
 
+from config import utcnow
 from database import SessionDep
 from models import AUDIT_REASON_MAX_LENGTH, Post, User
-from services import moderation, users
-from services.errors import NotFoundError
+from schemas import InvitationCreate
+from services import invitations, moderation, users
+from services.errors import DuplicateError, NotFoundError
 from web.deps import CurrentUser, PageNumber, get_current_user
-from web.forms import FormText
+from web.forms import FormText, validate
 from web.media import StorageDep
 from web.middleware import BodyLimitedRoute
 from web.security import CsrfProtected
 from web.templating import redirect, render
-from web.urls import url_for
+from web.urls import mail_site, url_for
 
 
 async def require_admin(user: CurrentUser) -> User:
@@ -157,3 +161,65 @@ def post_action(
         moderation.delete_post(db, admin=admin, post=post, reason=reason.strip())
     done = DONE[action] if action == "unpublish" else "“{}” is deleted."
     return redirect(request, url_for(request, "admin_posts"), done.format(title))
+
+
+# ---------------------------------------------------------------- invitations
+
+
+def _invitations_page(
+    request: Request,
+    db: Session,
+    page: int = 1,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status_code: int = status.HTTP_200_OK,
+) -> Response:
+    context = {
+        "listing": invitations.list_invitations(db, page=page),
+        "page_url": url_for(request, "admin_invitations"),
+        "mode": request.app.state.settings.registration_mode,
+        "now": utcnow(),
+        "values": values or {},
+        "errors": errors or {},
+    }
+    return render(request, "admin/invitations.html", context, status_code)
+
+
+@router.get("/invitations", name="admin_invitations")
+def admin_invitations(
+    request: Request, db: SessionDep, admin: Admin, page: PageNumber = 1
+) -> Response:
+    """Invitations sent, newest first, and the form that mails a new one."""
+    return _invitations_page(request, db, page)
+
+
+@router.post("/invitations", name="admin_invite", dependencies=[CsrfProtected])
+def invite(request: Request, db: SessionDep, admin: Admin, email: FormText = "") -> Response:
+    """Mail an invitation to register (single-use, valid for a week), logged."""
+    values = {"email": email}
+    result = validate(InvitationCreate, values)
+    if isinstance(result, dict):
+        return _invitations_page(request, db, 1, values, result, 422)
+    try:
+        invitations.invite(db, admin=admin, email=result.email, site=mail_site(request))
+    except DuplicateError as exc:
+        db.rollback()
+        return _invitations_page(request, db, 1, values, {"email": exc.message}, 409)
+    done = f"An invitation is on its way to {result.email}."
+    return redirect(request, url_for(request, "admin_invitations"), done)
+
+
+@router.post(
+    "/invitations/{invitation_id:int}/withdraw",
+    name="admin_withdraw_invitation",
+    dependencies=[CsrfProtected],
+)
+def withdraw_invitation(
+    request: Request, db: SessionDep, admin: Admin, invitation_id: int
+) -> Response:
+    """Make a pending invitation open nothing, logged."""
+    invitation = invitations.withdraw(db, admin=admin, invitation_id=invitation_id)
+    if invitation is None:
+        raise NotFoundError
+    done = f"The invitation to {invitation.email} opens nothing now."
+    return redirect(request, url_for(request, "admin_invitations"), done)

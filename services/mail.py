@@ -49,6 +49,7 @@ class Site:
     account: str
     password_reset: Callable[[str], str]
     verify_email: Callable[[str], str]
+    invitation: Callable[[str], str]
 
 
 def queue(
@@ -135,19 +136,31 @@ class SmtpTransport:
         return smtp
 
     def send(self, message: EmailMessage, *, recipient: str) -> None:
+        smtp = self._connect()
         try:
-            with self._connect() as smtp:
-                if self.username:
-                    smtp.login(self.username, self.password)
-                smtp.send_message(
-                    message, from_addr=parseaddr(self.mail_from)[1], to_addrs=[recipient]
-                )
+            if self.username:
+                smtp.login(self.username, self.password)
+            smtp.send_message(message, from_addr=parseaddr(self.mail_from)[1], to_addrs=[recipient])
         except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
             raise UndeliverableError(str(exc)) from exc
         except smtplib.SMTPDataError as exc:
             if exc.smtp_code >= 500:
                 raise UndeliverableError(str(exc)) from exc
             raise
+        finally:
+            _say_goodbye(smtp)
+
+
+def _say_goodbye(smtp: smtplib.SMTP) -> None:
+    """End the conversation. Once the server has accepted the message, an odd reply to QUIT
+    or a connection dropped before it must not fail the delivery: the message would be sent
+    again, and the reader would get it twice (what `with smtplib.SMTP()` does on leaving)."""
+    try:
+        smtp.quit()
+    except (OSError, smtplib.SMTPException) as exc:
+        logger.info("The mail server fumbled the end of the conversation: %s", exc)
+    finally:
+        smtp.close()
 
 
 @dataclass(frozen=True)

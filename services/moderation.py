@@ -6,39 +6,17 @@ models.live_post) without deleting anything; lifting the suspension shows them a
 admin action writes an AuditEntry with the admin's reason in the same transaction.
 """
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Generic, TypeVar
-
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from config import utcnow
 from models import ADMIN_ROLE, AUTHOR_ROLE, AuditEntry, Post, User
 from schemas import PostUpdate, UserCreate
-from services import accounts, passwords, posts, sessions, users, validity
+from services import accounts, audit, passwords, posts, sessions, users, validity
 from services.errors import ForbiddenError, NotFoundError
-from services.paging import NumberedPage
 from services.storage import MediaStorage
 
-RowT = TypeVar("RowT")
-ADMIN_PAGE_SIZE = 25
 SELF_ACTION = "An admin cannot do this to their own account."
-
-
-@dataclass(frozen=True)
-class AdminPage(NumberedPage, Generic[RowT]):
-    """One page of an admin listing, newest first."""
-
-    rows: Sequence[RowT]
-
-
-def _page(db: Session, query: Select[tuple[RowT]], *, page: int) -> AdminPage[RowT]:
-    # One row past the page says whether there is a next one, without counting the table.
-    offset = (page - 1) * ADMIN_PAGE_SIZE
-    rows = list(db.scalars(query.offset(offset).limit(ADMIN_PAGE_SIZE + 1)).unique())
-    more = len(rows) > ADMIN_PAGE_SIZE
-    return AdminPage(page, ADMIN_PAGE_SIZE, page + 1 if more else page, rows[:ADMIN_PAGE_SIZE])
 
 
 def find_user(db: Session, *, username: str) -> User:
@@ -67,7 +45,7 @@ def set_role(db: Session, *, username: str, admin: bool) -> User:
     return user
 
 
-def list_users(db: Session, *, search: str = "", page: int = 1) -> AdminPage[User]:
+def list_users(db: Session, *, search: str = "", page: int = 1) -> audit.AdminPage[User]:
     """Accounts newest first, those whose name or address contains `search` if given."""
     query = select(User).order_by(User.id.desc())
     if search:
@@ -75,18 +53,18 @@ def list_users(db: Session, *, search: str = "", page: int = 1) -> AdminPage[Use
         query = query.where(
             or_(func.lower(User.username).like(pattern), func.lower(User.email).like(pattern))
         )
-    return _page(db, query, page=page)
+    return audit.page_of(db, query, page=page)
 
 
-def list_posts(db: Session, *, page: int = 1) -> AdminPage[Post]:
+def list_posts(db: Session, *, page: int = 1) -> audit.AdminPage[Post]:
     """Every post, drafts included, newest written first, with its author."""
     query = select(Post).options(joinedload(Post.author)).order_by(Post.id.desc())
-    return _page(db, query, page=page)
+    return audit.page_of(db, query, page=page)
 
 
-def audit_log(db: Session, *, page: int = 1) -> AdminPage[AuditEntry]:
+def audit_log(db: Session, *, page: int = 1) -> audit.AdminPage[AuditEntry]:
     query = select(AuditEntry).order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
-    return _page(db, query, page=page)
+    return audit.page_of(db, query, page=page)
 
 
 def get_any_post(db: Session, *, post_id: int) -> Post:
@@ -95,21 +73,6 @@ def get_any_post(db: Session, *, post_id: int) -> Post:
     if post is None:
         raise NotFoundError(posts.POST_NOT_FOUND)
     return post
-
-
-def _record(db: Session, admin: User, action: str, target: User | Post, reason: str) -> None:
-    kind, label = ("user", target.username) if isinstance(target, User) else ("post", target.title)
-    db.add(
-        AuditEntry(
-            admin_id=admin.id,
-            admin_name=admin.username,
-            action=action,
-            target_kind=kind,
-            target_id=target.id,
-            target_label=label,
-            reason=reason,
-        )
-    )
 
 
 def _not_self(admin: User, user: User) -> None:
@@ -130,7 +93,7 @@ def suspend(db: Session, *, admin: User, user: User, reason: str) -> None:
         return
     user.suspended_at = utcnow()
     _hide_posts(db, user, hidden=True)
-    _record(db, admin, "suspend", user, reason)
+    audit.record(db, admin, "suspend", user, reason)
     sessions.end_all_sessions(db, user=user)  # commits the whole change
 
 
@@ -140,7 +103,7 @@ def unsuspend(db: Session, *, admin: User, user: User, reason: str) -> None:
         return
     user.suspended_at = None
     _hide_posts(db, user, hidden=False)
-    _record(db, admin, "unsuspend", user, reason)
+    audit.record(db, admin, "unsuspend", user, reason)
     db.commit()
 
 
@@ -149,17 +112,17 @@ def delete_user(
 ) -> None:
     """Delete an account as its owner would (posts, images, sessions), logged first."""
     _not_self(admin, user)
-    _record(db, admin, "delete user", user, reason)
+    audit.record(db, admin, "delete user", user, reason)
     users.remove_account(db, user=user, storage=storage)
 
 
 def unpublish_post(db: Session, *, admin: User, post: Post, reason: str) -> None:
     """Turn a post back into a draft of its author's, through the ordinary edit (so its
     history records it)."""
-    _record(db, admin, "unpublish post", post, reason)
+    audit.record(db, admin, "unpublish post", post, reason)
     posts.update_post(db, post=post, data=PostUpdate(status="draft"))
 
 
 def delete_post(db: Session, *, admin: User, post: Post, reason: str) -> None:
-    _record(db, admin, "delete post", post, reason)
+    audit.record(db, admin, "delete post", post, reason)
     posts.delete_post(db, post=post)

@@ -24,10 +24,10 @@ def unicode_slugify(text: str, max_length: int) -> str:
 
 
 def duration(seconds: int) -> str:
-    """'1 second', '45 seconds', '2 minutes', '3 hours' (rounded up)."""
+    """'1 second', '45 seconds', '2 minutes', '90 minutes', '3 hours' (rounded up)."""
     if seconds < 60:
         return f"{seconds} second{'s' if seconds != 1 else ''}"
-    if seconds < 3600:
+    if seconds <= 2 * 3600:
         minutes = -(-seconds // 60)
         return f"{minutes} minute{'s' if minutes != 1 else ''}"
     hours = -(-seconds // 3600)

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from models import MEDIA_AVATAR_PREFIX, User
 from schemas import MAX_ID, UserCreate, UserUpdate
-from services import accounts, images, mail, passwords, throttling, verification
+from services import accounts, images, invitations, mail, passwords, throttling, verification
 from services.errors import DuplicateError, NotFoundError
 from services.media import STORED_AVATAR_NAME
 from services.storage import LocalStorage, MediaStorage
@@ -64,29 +64,46 @@ def add_account(db: Session, *, data: UserCreate, password_hash: str) -> User:
     return user
 
 
-def create_user(db: Session, *, data: UserCreate, client_ip: str, site: mail.Site) -> User:
-    """Register an account, within the registrations allowed from the client's address.
+def create_user(
+    db: Session,
+    *,
+    data: UserCreate,
+    client_ip: str,
+    site: mail.Site,
+    mode: invitations.RegistrationMode = "open",
+) -> User:
+    """Register an account, if the registration mode allows it, within the registrations
+    allowed from the client's address.
 
-    Raises ThrottledError when the address has used them up, DuplicateError when the name or
-    email address belongs to another account (which counts as a registration too: each one
-    answers whether an address is registered). The password is hashed between the two
-    short transactions, never while one is open: on SQLite a write request's first statement
-    takes the database's write lock, and every other writer would wait on argon2. The
-    verification mail is queued in the transaction that creates the account.
+    Raises RegistrationRefusedError when registration is closed, or by invitation and
+    `data.invitation` is no live one; ThrottledError when the address has used up its
+    registrations; DuplicateError when the name or email address belongs to another
+    account (which counts as a registration too: each one answers whether an address is
+    registered). The password is hashed between the two short transactions, never while one
+    is open: on SQLite a write request's first statement takes the database's write lock,
+    and every other writer would wait on argon2. The verification mail is queued in the
+    transaction that creates the account (none for the address an invitation went to).
     """
+    invitation = invitations.check_mode(db, mode=mode, token=data.invitation)
     key = throttling.registration_key(client_ip)
     throttling.check_registrations(db, key=key)
     db.commit()
     password_hash = passwords.hash_password(data.password)
     try:
         user = add_account(db, data=data, password_hash=password_hash)
-        verification.send_link(db, user=user, email=user.email, site=site)
+        if invitation is not None:
+            invitations.accept(db, invitation=invitation, user=user, mode=mode)
+        if not user.email_verified:
+            verification.send_link(db, user=user, email=user.email, site=site)
         throttling.count_registration(db, key=key)
         commit_unique(db)
     except DuplicateError:
         db.rollback()
         throttling.count_registration(db, key=key)
         db.commit()
+        raise
+    except invitations.RegistrationRefusedError:
+        db.rollback()
         raise
     return user
 

@@ -194,6 +194,15 @@ def check_admin_pages(pages: "Pages", db, admin: User, target: User) -> None:
     pages.post("admin-confirm-error", suspend, {"reason": ""}, 422)
     pages.post("admin-done-with-flash", suspend, {"reason": "Spam <links>"})
     pages.get("admin-log", "/admin/log")
+    pages.get("admin-invitations-empty", "/admin/invitations")
+    pages.post("admin-invite-error", "/admin/invitations", {"email": "not an address"}, 422)
+    pages.post("admin-invite-done", "/admin/invitations", {"email": "guest@example.com"})
+    settings = pages.client.app.state.settings
+    pages.client.app.state.settings = settings.model_copy(update={"registration_mode": "invite"})
+    try:
+        pages.get("admin-invitations-invite-mode", "/admin/invitations")
+    finally:
+        pages.client.app.state.settings = settings
 
 
 def test_every_page_type_is_valid_html(client, db, make_account, make_user, make_post, tmp_path):
@@ -242,6 +251,13 @@ def test_every_page_type_is_valid_html(client, db, make_account, make_user, make
         {"username": "a b", "email": "nope", "password": "short", "confirm_password": "x"},
         status=422,
     )
+    settings = client.app.state.settings
+    client.app.state.settings = settings.model_copy(update={"registration_mode": "closed"})
+    try:
+        pages.get("register-closed", "/register")
+        pages.get("login-registration-closed", "/login")
+    finally:
+        client.app.state.settings = settings
     pages.get("login", "/login")
     pages.post("login-error", "/login", {"username": "writer", "password": "wrong"}, status=400)
     pages.get("password-reset", "/password-reset")
@@ -259,9 +275,14 @@ def test_every_page_type_is_valid_html(client, db, make_account, make_user, make
     pages.get("password-reset-link", reset)
     pages.post("password-reset-link-errors", reset, {"new_password": "x"}, status=422)
     pages.get("verify-email-link", f"/verify-email/{tokens['verify']}")
-    site = mail.Site("Inkwell", "http://testserver/", "http://testserver/account", str, str)
-    for template in ("password_reset", "verify_email", "email_changed"):
-        context = {"username": "writer", "link": "http://testserver/x", "new_email": "a@b.example"}
+    site = mail.Site("Inkwell", "http://testserver/", "http://testserver/account", str, str, str)
+    for template in ("password_reset", "verify_email", "email_changed", "invitation"):
+        context = {
+            "username": "writer",
+            "inviter": "boss",
+            "link": "http://testserver/x",
+            "new_email": "a@b.example",
+        }
         pages.html[f"mail-{template}"] = mail.render(template, site=site, changing=True, **context)[
             1
         ]

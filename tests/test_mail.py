@@ -26,6 +26,7 @@ SITE = Site(
     account="https://blog.example/account",
     password_reset=lambda token: f"https://blog.example/password-reset/{token}",
     verify_email=lambda token: f"https://blog.example/verify-email/{token}",
+    invitation=lambda token: f"https://blog.example/register?invitation={token}",
 )
 
 
@@ -66,6 +67,19 @@ def test_registration_mail_reaches_the_smtp_server(client, app, settings, smtp_s
     (row,) = rows(db)
     assert (row.status, row.attempts) == ("sent", 1) and row.sent_at is not None
     assert message["Message-ID"] == f"<outbox-{row.id}@localhost>"
+
+
+def test_a_server_that_fumbles_the_goodbye_gets_the_message_once(
+    client, app, settings, smtp_server, db
+):
+    # The message is accepted, then QUIT gets an odd reply: the delivery stands.
+    smtp_server.quit_reply = "421 Going away"
+    assert register(client).status_code == 201
+    report = deliver_due(app.state.database, smtp_settings(settings, smtp_server))
+    assert (report.sent, report.retrying) == (1, 0)
+    (row,) = rows(db)
+    assert (row.status, row.attempts) == ("sent", 1)
+    assert len(smtp_server.messages) == 1
 
 
 def test_links_use_the_public_url_whatever_the_host(

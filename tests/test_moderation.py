@@ -2,6 +2,7 @@
 or the suspended account could look, the log of admin actions, and the admin commands."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -10,13 +11,14 @@ from typer.testing import CliRunner
 
 import cli
 from config import utcnow
-from models import ADMIN_ROLE, AuditEntry, Post, User
+from models import ADMIN_ROLE, AuditEntry, Invitation, Post, User
 from routers import admin as admin_pages
 from services import accounts, sessions
 from tests.support.accounts import PASSWORD, csrf_from, form_token
 
 ACTION = re.compile(r"/(suspend|unsuspend|delete|unpublish)$")
-ADMIN_PAGES = ["/admin", "/admin/posts", "/admin/log"]
+ADMIN_PAGES = ["/admin", "/admin/posts", "/admin/log", "/admin/invitations"]
+PATH_PARAMETER = re.compile(r"\{(\w+)_id:int\}")
 
 
 @pytest.fixture
@@ -261,12 +263,15 @@ ADMIN_ROUTES = [
     ("POST", "/admin/posts/{post}/unpublish", 303),
     ("GET", "/admin/posts/{post}/delete", 200),
     ("POST", "/admin/posts/{post}/delete", 303),
+    ("GET", "/admin/invitations", 200),
+    ("POST", "/admin/invitations", 303),
+    ("POST", "/admin/invitations/{invitation}/withdraw", 303),
 ]
 
 
 def test_the_matrix_names_every_admin_route():
     served = {
-        (method, route.path.replace("{user_id:int}", "{user}").replace("{post_id:int}", "{post}"))
+        (method, PATH_PARAMETER.sub(lambda found: "{" + found[1] + "}", route.path))
         for route in admin_pages.router.routes
         for method in route.methods
     }
@@ -293,14 +298,23 @@ def test_admin_route_matrix(
         "author": make_user("someone"),
         "suspended": make_user("muted", suspended_at=utcnow()),
     }.get(actor)
-    url = path.format(user=target.id, post=post.id)
+    invitation = Invitation(
+        token_hash="0" * 64,
+        email="guest@example.com",
+        invited_by_name="boss",
+        expires_at=utcnow() + timedelta(days=1),
+    )
+    db.add(invitation)
+    db.commit()
+    url = path.format(user=target.id, post=post.id, invitation=invitation.id)
     with TestClient(app) as visitor:
         if acting is not None:
             browser_session(visitor, acting)
         # A valid token for this client, so only authorisation can refuse the request.
         token = form_token(visitor, "/" if actor in ("admin", "author") else "/login")
         before = moderation_state(db)
-        data = {"csrf_token": token, "reason": "Matrix"} if method == "POST" else None
+        form = {"csrf_token": token, "reason": "Matrix", "email": "newcomer@example.com"}
+        data = form if method == "POST" else None
         response = visitor.request(method, url, data=data, follow_redirects=False)
     expected = admin_gets if actor == "admin" else 404
     assert response.status_code == expected, response.text

@@ -98,9 +98,7 @@ def test_an_import_counts_against_the_limit_whole(client, db, clock, make_user, 
     assert post_count(db, author) == LIMIT + 1
 
 
-def test_a_suspended_author_cannot_post_with_a_token_they_held(
-    client, db, make_user, api_headers
-):
+def test_a_suspended_author_cannot_post_with_a_token_they_held(client, db, make_user, api_headers):
     admin = make_user("warden", role=ADMIN_ROLE)
     author = make_user("spammer")
     headers = api_headers(author)

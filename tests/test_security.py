@@ -216,6 +216,7 @@ def _path_values(post) -> dict[str, object]:
         "link_id": 1,
         "number": 1,
         "media_id": 1,
+        "invitation_id": 1,
         "token": "no-such-review-token",
         "path": "css/style.css",
         "action": "delete",  # an admin action (routers.admin)

@@ -840,7 +840,7 @@ def test_xss_corpus_in_mailed_links_and_mail(app, client, db, backend, make_user
     from services import account_links, mail
 
     audit = Audit(backend)
-    site = mail.Site("Inkwell", "http://testserver/", "http://testserver/account", str, str)
+    site = mail.Site("Inkwell", "http://testserver/", "http://testserver/account", str, str, str)
     reset_token = form_token(client, "/password-reset")
     for number, payload in enumerate(PAYLOADS):
         email = f"u{number}.{payload}"[:120]
@@ -875,12 +875,13 @@ def test_xss_corpus_in_mailed_links_and_mail(app, client, db, backend, make_user
         )
         root = audit.page(where, response, status=422, shown=[("reset email", payload)])
         audit.shows(where, "email box", attr_of(root, "field-email", "value"), payload, exact=True)
-        for template in ("password_reset", "verify_email", "email_changed"):
+        for template in ("password_reset", "verify_email", "email_changed", "invitation"):
             where = f"mail {template} [{payload!r}]"
             text, html = mail.render(
                 template,
                 site=site,
                 username=payload,
+                inviter=payload,
                 link="http://x/",
                 new_email=payload,
                 changing=True,

@@ -145,6 +145,8 @@ def render(
         "viewer_is_admin": getattr(request.state, "is_admin", False),
         "csrf_token": LazyCsrfToken(request),
         "flashes": flashes,
+        # Links to the sign-up form are only shown while anyone may use it.
+        "registration_open": request.app.state.settings.registration_mode == "open",
         **(context or {}),
     }
     response = templates.TemplateResponse(request, name, full_context, status_code=status_code)

@@ -23,7 +23,9 @@ from routers.api.common import (
     TOO_LARGE,
     TOO_MANY_REGISTRATIONS,
     WRONG_PASSWORD,
+    Responses,
     UserId,
+    error_response,
     paginate,
     throttled,
 )
@@ -39,7 +41,7 @@ from schemas import (
 )
 from services import accounts, media, posts, sessions, users
 from services.errors import SuspendedError, WrongCodeError
-from web.deps import ApiToken, ApiUser, Paging
+from web.deps import ApiToken, ApiUser, Paging, SettingsDep
 from web.media import StorageDep
 from web.middleware import UPLOAD_BODY_LIMIT, BodyLimitedRoute, body_limit
 from web.privacy import Public
@@ -104,20 +106,29 @@ def revoke_token(db: SessionDep, user: ApiUser, token: ApiToken) -> None:
 
 # ---------------------------------------------------------------- users
 
+REGISTRATION_REFUSED: Responses = {
+    403: error_response("Registration is closed, or by invitation and no live one was given")
+}
+
 
 @router.post(
     "/users",
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
-    responses=CONFLICT | BODY | REGISTRATIONS_THROTTLED,
+    responses=CONFLICT | BODY | REGISTRATIONS_THROTTLED | REGISTRATION_REFUSED,
 )
-def create_user(data: UserCreate, request: Request, db: SessionDep) -> Any:
+def create_user(data: UserCreate, request: Request, db: SessionDep, settings: SettingsDep) -> Any:
     """Create an account. Usernames are unique whatever their case. A name or email address
     that belongs to another account gets 409, the same answer for either; each address may
-    register a limited number of times an hour (429 past that)."""
+    register a limited number of times an hour (429 past that). While registration is
+    closed, or by invitation and `invitation` is not the token of a live one, 403."""
     with throttled(TOO_MANY_REGISTRATIONS):
         return users.create_user(
-            db, data=data, client_ip=client_ip(request), site=mail_site(request)
+            db,
+            data=data,
+            client_ip=client_ip(request),
+            site=mail_site(request),
+            mode=settings.registration_mode,
         )
 
 

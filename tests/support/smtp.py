@@ -52,6 +52,9 @@ class _Handler:
         self.catcher._add(Received(str(envelope.mail_from), list(envelope.rcpt_tos), content))
         return "250 Message accepted for delivery"
 
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        return self.catcher.quit_reply
+
 
 class MailCatcher:
     """aiosmtpd on 127.0.0.1:`port`; `messages` is everything received so far."""
@@ -60,6 +63,8 @@ class MailCatcher:
         self.host = "127.0.0.1"
         self.port = free_port()
         self.messages: list[Received] = []
+        # What the server answers to QUIT; a test may make it misbehave.
+        self.quit_reply = "221 Bye"
         self._changed = threading.Condition()
         self._controller: Any = None
 
