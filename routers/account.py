@@ -478,7 +478,12 @@ def confirm_password_reset(
     except InvalidLinkError:
         return _invalid_link(request, reset=True)
     message = "Your password has been changed, and every other session has been logged out."
-    return finish_login(request, db, user, message, "/")
+    try:
+        return finish_login(request, db, user, message, "/")
+    except SuspendedError:
+        # The new password stands for when the suspension is lifted; no session meanwhile.
+        message = f"Your password has been changed. {SuspendedError.message}"
+        return redirect(request, url_for(request, "login"), message, "error")
 
 
 @router.get("/verify-email/{token}", name="verify_email")

@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from config import utcnow
 from models import OutboxMessage, User
 from services.passwords import verify_password
 from tests.support.accounts import PASSWORD, csrf_from, form_token, login
@@ -226,3 +227,23 @@ def test_a_reset_link_is_not_kept_past_its_hour(client, make_account, clock, db)
     db.commit()
     message = db.scalar(select(OutboxMessage).order_by(OutboxMessage.id.desc()))
     assert message.give_up_at - message.created_at == timedelta(hours=1)
+
+
+def test_a_suspended_account_resets_its_password_but_is_not_logged_in(
+    client, db, make_account, send
+):
+    user = make_account("muted", email="muted@example.com")
+    token = reset_token(client, send, "muted@example.com")
+    db.get(User, user.id).suspended_at = utcnow()
+    db.commit()
+    link = f"/password-reset/{token}"
+    fields = {"new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD}
+    done = client.post(
+        link, data={**fields, "csrf_token": form_token(client, link)}, follow_redirects=False
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == "http://testserver/login"
+    page = client.get("/login")
+    assert "Your password has been changed. This account is suspended." in page.text
+    assert client.get("/account", follow_redirects=False).status_code == 303  # not logged in
+    assert verify_password(NEW_PASSWORD, stored_hash(db, user.id))[0]
