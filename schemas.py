@@ -217,9 +217,10 @@ class UserCreate(UserBase):
     model_config = ConfigDict(extra="forbid")
 
     password: Password
+    # Not bounded here: an unknown token of any length is refused as not live (and one too
+    # long to be ours is not hashed), and ignored while registration is open.
     invitation: str | None = Field(
         default=None,
-        max_length=200,
         description="The token of an invitation link (`/register?invitation=…`); needed "
         "while registration is by invitation, ignored while it is open",
     )

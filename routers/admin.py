@@ -8,13 +8,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
-from config import utcnow
+from config import Settings, utcnow
 from database import SessionDep
 from models import AUDIT_REASON_MAX_LENGTH, Post, User
 from schemas import InvitationCreate
 from services import invitations, moderation, users
 from services.errors import DuplicateError, NotFoundError
-from web.deps import CurrentUser, PageNumber, get_current_user
+from web.deps import CurrentUser, PageNumber, SettingsDep, get_current_user
 from web.forms import FormText, validate
 from web.media import StorageDep
 from web.middleware import BodyLimitedRoute
@@ -169,6 +169,7 @@ def post_action(
 def _invitations_page(
     request: Request,
     db: Session,
+    settings: Settings,
     page: int = 1,
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
@@ -177,7 +178,7 @@ def _invitations_page(
     context = {
         "listing": invitations.list_invitations(db, page=page),
         "page_url": url_for(request, "admin_invitations"),
-        "mode": request.app.state.settings.registration_mode,
+        "mode": settings.registration_mode,
         "now": utcnow(),
         "values": values or {},
         "errors": errors or {},
@@ -187,24 +188,26 @@ def _invitations_page(
 
 @router.get("/invitations", name="admin_invitations")
 def admin_invitations(
-    request: Request, db: SessionDep, admin: Admin, page: PageNumber = 1
+    request: Request, db: SessionDep, settings: SettingsDep, admin: Admin, page: PageNumber = 1
 ) -> Response:
     """Invitations sent, newest first, and the form that mails a new one."""
-    return _invitations_page(request, db, page)
+    return _invitations_page(request, db, settings, page)
 
 
 @router.post("/invitations", name="admin_invite", dependencies=[CsrfProtected])
-def invite(request: Request, db: SessionDep, admin: Admin, email: FormText = "") -> Response:
+def invite(
+    request: Request, db: SessionDep, settings: SettingsDep, admin: Admin, email: FormText = ""
+) -> Response:
     """Mail an invitation to register (single-use, valid for a week), logged."""
     values = {"email": email}
     result = validate(InvitationCreate, values)
     if isinstance(result, dict):
-        return _invitations_page(request, db, 1, values, result, 422)
+        return _invitations_page(request, db, settings, 1, values, result, 422)
     try:
         invitations.invite(db, admin=admin, email=result.email, site=mail_site(request))
     except DuplicateError as exc:
         db.rollback()
-        return _invitations_page(request, db, 1, values, {"email": exc.message}, 409)
+        return _invitations_page(request, db, settings, 1, values, {"email": exc.message}, 409)
     done = f"An invitation is on its way to {result.email}."
     return redirect(request, url_for(request, "admin_invitations"), done)
 
@@ -218,8 +221,9 @@ def withdraw_invitation(
     request: Request, db: SessionDep, admin: Admin, invitation_id: int
 ) -> Response:
     """Make a pending invitation open nothing, logged."""
-    invitation = invitations.withdraw(db, admin=admin, invitation_id=invitation_id)
-    if invitation is None:
-        raise NotFoundError
-    done = f"The invitation to {invitation.email} opens nothing now."
+    invitation, withdrawn = invitations.withdraw(db, admin=admin, invitation_id=invitation_id)
+    if withdrawn:
+        done = f"The invitation to {invitation.email} is withdrawn: it opens nothing now."
+    else:
+        done = f"The invitation to {invitation.email} was no longer pending; nothing changed."
     return redirect(request, url_for(request, "admin_invitations"), done)

@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session
 
 from config import utcnow
 from models import Invitation, User
+from schemas import MAX_ID
 from services import audit, mail
 from services.account_links import TOKEN_MAX_LENGTH
-from services.errors import DuplicateError, ForbiddenError
+from services.errors import DuplicateError, ForbiddenError, NotFoundError
 from services.tokens import digest, new_token
 
 RegistrationMode = Literal["open", "invite", "closed"]
@@ -29,6 +30,7 @@ CLOSED = "Registration is closed on this site."
 BY_INVITATION = "Registration on this site is by invitation: use the link in your invitation."
 INVITATION_NOT_LIVE = "This invitation has been used, has expired or was withdrawn."
 HAS_ACCOUNT = "That address belongs to an account already."
+INVITATION_NOT_FOUND = "Invitation not found"
 
 
 class RegistrationRefusedError(ForbiddenError):
@@ -114,7 +116,11 @@ def accept(db: Session, *, invitation: Invitation, user: User, mode: Registratio
     """Use the invitation up for `user`'s new account, in the open transaction; an address
     it was mailed to counts as verified. If another registration or a withdrawal got there
     first: RegistrationRefusedError in invite mode, an ordinary registration in open mode."""
-    if not _close(db, invitation.id, used_by_name=user.username):
+    # The new account must not be flushed by this UPDATE: a name taken by a registration
+    # racing this one fails it at the commit, where it becomes the usual DuplicateError.
+    with db.no_autoflush:
+        closed = _close(db, invitation.id, used_by_name=user.username)
+    if not closed:
         if mode == "invite":
             raise RegistrationRefusedError(INVITATION_NOT_LIVE)
         return
@@ -122,16 +128,18 @@ def accept(db: Session, *, invitation: Invitation, user: User, mode: Registratio
         user.email_verified_at = utcnow()
 
 
-def withdraw(db: Session, *, admin: User, invitation_id: int) -> Invitation | None:
-    """Withdraw a pending invitation, logged; commit. None if there is no such invitation;
-    one already used or withdrawn stays as it is."""
-    invitation = db.get(Invitation, invitation_id)
+def withdraw(db: Session, *, admin: User, invitation_id: int) -> tuple[Invitation, bool]:
+    """Withdraw a pending invitation, logged; commit. Returns it, and whether it was still
+    pending (one already accepted or withdrawn stays as it is); NotFoundError if none."""
+    # An id the INTEGER column cannot hold names none (and would make PostgreSQL raise).
+    invitation = db.get(Invitation, invitation_id) if 1 <= invitation_id <= MAX_ID else None
     if invitation is None:
-        return None
-    if _close(db, invitation.id, withdrawn_at=utcnow()):
+        raise NotFoundError(INVITATION_NOT_FOUND)
+    closed = _close(db, invitation.id, withdrawn_at=utcnow())
+    if closed:
         audit.record(db, admin, "withdraw invitation", invitation, "")
     db.commit()
-    return invitation
+    return invitation, closed
 
 
 def list_invitations(db: Session, *, page: int = 1) -> audit.AdminPage[Invitation]:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from config import utcnow
 from models import ADMIN_ROLE, AUTHOR_ROLE, AuditEntry, Post, User
-from schemas import PostUpdate, UserCreate
+from schemas import MAX_ID, PostUpdate, UserCreate
 from services import accounts, audit, passwords, posts, sessions, users, validity
 from services.errors import ForbiddenError, NotFoundError
 from services.storage import MediaStorage
@@ -69,7 +69,9 @@ def audit_log(db: Session, *, page: int = 1) -> audit.AdminPage[AuditEntry]:
 
 def get_any_post(db: Session, *, post_id: int) -> Post:
     """Any post, whatever its status or author's state; NotFoundError if there is none."""
-    post = db.scalar(select(Post).options(joinedload(Post.author)).where(Post.id == post_id))
+    post = None
+    if 1 <= post_id <= MAX_ID:  # a larger id names none (and would make PostgreSQL raise)
+        post = db.scalar(select(Post).options(joinedload(Post.author)).where(Post.id == post_id))
     if post is None:
         raise NotFoundError(posts.POST_NOT_FOUND)
     return post

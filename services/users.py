@@ -70,7 +70,7 @@ def create_user(
     data: UserCreate,
     client_ip: str,
     site: mail.Site,
-    mode: invitations.RegistrationMode = "open",
+    mode: invitations.RegistrationMode,
 ) -> User:
     """Register an account, if the registration mode allows it, within the registrations
     allowed from the client's address.

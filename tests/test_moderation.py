@@ -186,6 +186,11 @@ def test_an_admin_cannot_suspend_or_delete_themselves(admin_client, admin, db):
     assert entries(db) == []
 
 
+def test_an_id_past_the_column_names_nothing(admin_client):
+    for path in ("/admin/posts/{}/delete", "/admin/users/{}/delete"):
+        assert admin_client.get(path.format(10**25)).status_code == 404
+
+
 def test_unpublishing_and_deleting_posts(client, db, admin_client, make_user, make_post):
     author = make_user("poster")
     kept = make_post(author, title="Off topic")

@@ -1,13 +1,19 @@
 """What a new account may post: a few posts in its first day, through the API, the editor
 and an import alike, and nothing at all once suspended."""
 
-import pytest
-from sqlalchemy import func, select
+import threading
+from datetime import timedelta
 
-from models import ADMIN_ROLE, Post
-from services import moderation
+import pytest
+from sqlalchemy import func, select, text
+
+from config import NewAccountLimit
+from models import ADMIN_ROLE, Post, User
+from services import moderation, posts
+from services.errors import ThrottledError
 from tests.support.accounts import form_token
 from tests.support.archives import zip_of
+from tests.support.smtp import wait_until
 
 LIMIT = 2
 DAY_SECONDS = 24 * 3600
@@ -106,3 +112,44 @@ def test_a_suspended_author_cannot_post_with_a_token_they_held(client, db, make_
 
     assert write(client, headers, "Buy now").status_code == 401
     assert post_count(db, author) == 0
+
+
+def waiting_on_a_lock(database) -> int:
+    with database.session(write=False) as session:
+        query = text(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return session.scalar(query)
+
+
+# Two requests at once are serialised by SQLite's write lock anyway; on PostgreSQL the
+# account's row lock does it.
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_two_posts_at_once_cannot_both_take_the_last_one_left(app, make_user):
+    database = app.state.database
+    author_id = make_user("racer").id
+    limit = NewAccountLimit(posts=1, period=timedelta(hours=24))
+    first, second = database.session(write=True), database.session(write=True)
+    outcome: list[str] = []
+
+    def the_other_post() -> None:
+        try:
+            posts.count_new_account_posts(second, author=second.get(User, author_id), limit=limit)
+            outcome.append("counted")
+        except ThrottledError:
+            outcome.append("refused")
+        finally:
+            second.rollback()
+
+    try:
+        posts.count_new_account_posts(first, author=first.get(User, author_id), limit=limit)
+        racer = threading.Thread(target=the_other_post)
+        racer.start()
+        wait_until(lambda: waiting_on_a_lock(database) == 1)  # the other one waits for this
+        first.commit()
+        racer.join()
+    finally:
+        first.close()
+        second.close()
+    assert outcome == ["refused"]

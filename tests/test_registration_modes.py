@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from models import ADMIN_ROLE, AuditEntry, Invitation, User
-from services import invitations
+from services import invitations, users
 from tests.support.accounts import PASSWORD, form_token
 from tests.support.smtp import link_in
 
@@ -147,10 +147,20 @@ def test_a_withdrawn_invitation_opens_nothing(client, db, admin_client, send):
     assert accounts(db) == ["boss"]
     assert "withdrawn" in admin_client.get("/admin/invitations").text
     assert db.scalars(select(AuditEntry.action)).all() == ["invite", "withdraw invitation"]
-    missing = admin_client.post(
-        "/admin/invitations/999999/withdraw", data={"csrf_token": token}, follow_redirects=False
+    again = admin_client.post(
+        f"/admin/invitations/{invitation_id}/withdraw",
+        data={"csrf_token": token},
+        follow_redirects=True,
     )
-    assert missing.status_code == 404
+    assert "was no longer pending; nothing changed" in again.text
+    for missing in (999999, 2**31, 10**25):  # past the INTEGER column too
+        response = admin_client.post(
+            f"/admin/invitations/{missing}/withdraw",
+            data={"csrf_token": token},
+            follow_redirects=False,
+        )
+        assert response.status_code == 404
+    assert db.scalars(select(AuditEntry.action)).all() == ["invite", "withdraw invitation"]
 
 
 def test_a_refused_registration_leaves_the_invitation_for_another_try(
@@ -163,6 +173,33 @@ def test_a_refused_registration_leaves_the_invitation_for_another_try(
     assert f'name="invitation" value="{token_of(link)}"' in clash.text  # kept for the retry
     assert register_form(client, link, "guest", "guest@example.com").status_code == 303
     assert accounts(db) == ["boss", "taken", "guest"]
+
+
+def test_a_name_taken_by_a_racing_registration_is_a_conflict_not_an_error(
+    client, db, admin_client, send, make_user, monkeypatch
+):
+    # As if the other registration committed between the early check and this one's commit.
+    monkeypatch.setattr(users, "_ensure_unique", lambda *args, **kwargs: None)
+    make_user("taken")
+    link = invitation_link(admin_client, send, "guest@example.com")
+    assert register_form(client, link, "taken", "guest@example.com").status_code == 409
+    assert "pending" in admin_client.get("/admin/invitations").text
+    assert register_form(client, link, "guest", "guest@example.com").status_code == 303
+
+
+def test_a_token_of_any_length_is_refused_as_not_live(client, db):
+    data = {
+        "csrf_token": form_token(client, "/login"),
+        "username": "walkin",
+        "email": "walkin@example.com",
+        "password": PASSWORD,
+        "confirm_password": PASSWORD,
+        "invitation": "x" * 5000,
+    }
+    response = client.post("/register", data=data)
+    assert response.status_code == 403
+    assert invitations.INVITATION_NOT_LIVE in response.text
+    assert accounts(db) == []
 
 
 def test_two_registrations_with_one_invitation_make_one_account(app, db, admin_client, send):
@@ -213,7 +250,8 @@ def test_closed_registration_refuses_everyone(client, db):
 def test_open_registration_needs_no_invitation_but_honours_one(client, db, admin_client, send):
     assert ">Register</a>" in client.get("/").text
     body = {"username": "walkin", "email": "walkin@example.com", "password": PASSWORD}
-    assert client.post("/api/users", json=body | {"invitation": "stale"}).status_code == 201
+    stale = body | {"invitation": "stale" * 100}
+    assert client.post("/api/users", json=stale).status_code == 201
     send()
     link = invitation_link(admin_client, send, "guest@example.com")
     assert register_form(client, link, "guest", "guest@example.com").status_code == 303

@@ -78,5 +78,7 @@ def mail_site(request: Request) -> Site:
         account=public_url_for(request, "account"),
         password_reset=lambda token: public_url_for(request, "password_reset_form", token=token),
         verify_email=lambda token: public_url_for(request, "verify_email", token=token),
-        invitation=lambda token: public_url_for(request, "register") + f"?invitation={token}",
+        invitation=lambda token: str(
+            URL(public_url_for(request, "register")).include_query_params(invitation=token)
+        ),
     )
