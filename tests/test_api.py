@@ -254,6 +254,20 @@ def test_invalid_user_is_422(client, db: Session, body):
     assert db.scalar(select(func.count()).select_from(User)) == 0
 
 
+@pytest.mark.parametrize("field", ["username", "email", "password"])
+def test_a_lone_surrogate_is_a_field_error_not_a_server_error(client, db: Session, field):
+    # Valid JSON (\ud800 escaped), but no string Python can encode as UTF-8.
+    fields = {"username": '"alice"', "email": '"a@example.com"', "password": f'"{PASSWORD}"'}
+    fields[field] = '"x\\ud800"'
+    body = "{" + ", ".join(f'"{name}": {value}' for name, value in fields.items()) + "}"
+    response = client.post(
+        "/api/users", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", field]
+    assert db.scalar(select(func.count()).select_from(User)) == 0
+
+
 def test_patch_rejects_explicit_null(client):
     alice = create_user(client)
     post = create_post(client, alice)

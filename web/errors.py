@@ -34,6 +34,12 @@ def _bytes_as_text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
+def _encodable(text: str) -> str:
+    # JSON may carry a lone surrogate (\ud800), which no UTF-8 response can hold: echoed
+    # back in an error's `input`, it would turn a 422 into a 500.
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _wants_json(request: Request) -> bool:
     path = request.url.path
     return path == API_PREFIX or path.startswith(API_PREFIX + "/")
@@ -78,7 +84,7 @@ async def validation_error(request: Request, exc: RequestValidationError) -> Res
     if _wants_json(request):
         errors = [{k: v for k, v in e.items() if k != "ctx"} for e in exc.errors()]
         # A body that is not JSON comes back as raw bytes in `input`.
-        readable = jsonable_encoder(errors, custom_encoder={bytes: _bytes_as_text})
+        readable = jsonable_encoder(errors, custom_encoder={bytes: _bytes_as_text, str: _encodable})
         return JSONResponse({"detail": readable}, status.HTTP_422_UNPROCESSABLE_CONTENT)
     # A page address with a malformed part names nothing that exists.
     if any(error["loc"][:1] == ("path",) for error in exc.errors()):
