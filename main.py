@@ -20,6 +20,7 @@ from routers import (
     history,
     pages,
     portability,
+    recovery,
     two_factor,
     writing,
 )
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(pages.router)
     app.include_router(account.router)
+    app.include_router(recovery.router)
     app.include_router(media_pages.router)
     app.include_router(portability.router)
     app.include_router(two_factor.router)
