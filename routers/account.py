@@ -32,7 +32,7 @@ from services.errors import (
 from services.text import duration
 from web.cookies import SESSION_COOKIE, clear_cookie
 from web.deps import CurrentUser, RequiredUser, SettingsDep, get_current_user
-from web.forms import FormText, too_many_failures, validate
+from web.forms import FormText, too_many_failures, validate, validate_confirmed
 from web.login import end_browser_session, finish_login, login_response
 from web.media import StorageDep
 from web.middleware import UPLOAD_BODY_LIMIT, BodyLimitedRoute, RequestTooLarge, body_limit
@@ -89,12 +89,11 @@ def register(
 ) -> Response:
     """Create an account and log in."""
     values = {"username": username, "email": email, "invitation": invitation}
-    result = validate(UserCreate, {**values, "password": password})
-    errors = result if isinstance(result, dict) else {}
-    if password != confirm_password:
-        errors.setdefault("confirm_password", "The passwords do not match")
-    if errors or isinstance(result, dict):
-        return _register_page(request, values, errors, 422)
+    result = validate_confirmed(
+        UserCreate, {**values, "password": password}, password, confirm_password
+    )
+    if isinstance(result, dict):
+        return _register_page(request, values, result, 422)
     try:
         user = users.create_user(
             db,
@@ -256,14 +255,10 @@ def change_password(
     confirm_password: FormText = "",
 ) -> Response:
     """Change the password; every other session ends."""
-    result = validate(
-        PasswordChange, {"current_password": current_password, "new_password": new_password}
-    )
-    errors = result if isinstance(result, dict) else {}
-    if new_password != confirm_password:
-        errors.setdefault("confirm_password", "The passwords do not match")
-    if errors or isinstance(result, dict):
-        return _account_page(request, user, 422, password_errors=errors)
+    fields = {"current_password": current_password, "new_password": new_password}
+    result = validate_confirmed(PasswordChange, fields, new_password, confirm_password)
+    if isinstance(result, dict):
+        return _account_page(request, user, 422, password_errors=result)
     try:
         accounts.confirm_password(
             db, user=user, password=current_password, client_ip=client_ip(request)

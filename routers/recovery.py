@@ -10,7 +10,7 @@ from services import password_reset, verification
 from services.errors import DuplicateError, InvalidLinkError, SuspendedError, ThrottledError
 from services.text import duration
 from web.deps import CurrentUser, get_current_user
-from web.forms import FormText, validate
+from web.forms import FormText, validate, validate_confirmed
 from web.login import finish_login
 from web.middleware import BodyLimitedRoute
 from web.security import CsrfProtected, client_ip
@@ -95,12 +95,10 @@ def confirm_password_reset(
         account = password_reset.check_link(db, token=token)
     except InvalidLinkError:
         return _invalid_link(request, reset=True)
-    result = validate(PasswordResetConfirmation, {"token": token, "new_password": new_password})
-    errors = result if isinstance(result, dict) else {}
-    if new_password != confirm_password:
-        errors.setdefault("confirm_password", "The passwords do not match")
-    if errors or isinstance(result, dict):
-        return _reset_page(request, token, account, errors, 422)
+    fields = {"token": token, "new_password": new_password}
+    result = validate_confirmed(PasswordResetConfirmation, fields, new_password, confirm_password)
+    if isinstance(result, dict):
+        return _reset_page(request, token, account, result, 422)
     try:
         user = password_reset.reset_password(db, token=token, new_password=result.new_password)
     except InvalidLinkError:

@@ -35,6 +35,21 @@ def validate(schema: type[Model], values: dict[str, str]) -> Model | Errors:
         return form_errors(exc)
 
 
+PASSWORDS_DIFFER = "The passwords do not match"
+
+
+def validate_confirmed(
+    schema: type[Model], values: dict[str, str], password: str, confirmation: str
+) -> Model | Errors:
+    """`validate`, and the new password typed a second time must be the same: a form that
+    sets a password asks for it twice, so a typo does not lock its owner out."""
+    result = validate(schema, values)
+    errors = result if isinstance(result, dict) else {}
+    if password != confirmation:
+        errors.setdefault("confirm_password", PASSWORDS_DIFFER)
+    return errors or result
+
+
 def too_many_failures(exc: ThrottledError) -> str:
     return f"Too many failed attempts. Try again in {duration(exc.retry_after)}."
 
