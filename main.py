@@ -32,6 +32,7 @@ from services.storage import LocalStorage, storage_for
 from services.users import remove_orphaned_files
 from web.compression import CompressionMiddleware, HeadMiddleware
 from web.errors import register_error_handlers
+from web.fragments import FragmentCache
 from web.media import MediaFiles
 from web.middleware import (
     ETagMiddleware,
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         use_clock(file_clock(settings.clock_file))
     app.state.database = Database(settings.database_url)
     app.state.page_cache = PageCache()
+    app.state.fragments = FragmentCache()
     # Outside development the templates never change under a running server, so Jinja need
     # not look at each file's modification time on every render.
     templates.env.auto_reload = settings.debug

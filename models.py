@@ -239,10 +239,15 @@ class Post(Base):
 
     def is_live(self) -> bool:
         """Whether readers see the post now."""
-        return not self.hidden and self.published_at is not None and self.published_at <= utcnow()
+        return is_live(self.published_at, hidden=self.hidden)
 
     def __repr__(self) -> str:
         return f"Post(id={self.id!r}, title={self.title!r})"
+
+
+def is_live(published_at: datetime | None, *, hidden: bool) -> bool:
+    """Post.is_live for a post's columns read on their own (no Post object loaded)."""
+    return not hidden and published_at is not None and published_at <= utcnow()
 
 
 def live_post(now: datetime | None = None) -> ColumnElement[bool]:

@@ -2,11 +2,14 @@
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
+from markupsafe import Markup
+from sqlalchemy.orm import Session
 
 from database import SessionDep
 from services import posts, reviews, search, tags, users
 from services.errors import NotFoundError
 from web.deps import CurrentUser, PageNumber, RequiredUser, SettingsDep, get_current_user
+from web.fragments import post_entries
 from web.middleware import BodyLimitedRoute
 from web.pagecache import stamp_with_post
 from web.privacy import Public, mark_personal
@@ -23,21 +26,23 @@ router = APIRouter(
 LOOKAHEAD_PAGES = 2
 
 
-def _require_rows(listing: posts.PostPage) -> None:
-    # Page 1 may be empty (the friendly empty state); later pages past the end do not exist.
-    if listing.number > 1 and not listing.posts:
+def _entries(request: Request, db: Session, listing: posts.EntryPage) -> list[Markup]:
+    """The listing's rendered entries; 404 for a page past the end (page 1 may be empty:
+    the friendly empty state)."""
+    if listing.number > 1 and not listing.entries:
         raise HTTPException(status.HTTP_404_NOT_FOUND)
+    return post_entries(request, db, listing)
 
 
 @router.get("/", response_class=HTMLResponse, name="home")
 @router.get("/posts", response_class=HTMLResponse, name="posts")
 def home(request: Request, db: SessionDep, settings: SettingsDep, page: PageNumber = 1) -> Response:
     """Newest posts from every author."""
-    listing = posts.list_posts(
+    listing = posts.list_entries(
         db, page=page, per_page=settings.page_size, lookahead_pages=LOOKAHEAD_PAGES
     )
-    _require_rows(listing)
-    return render(request, "posts/list.html", {"listing": listing})
+    entries = _entries(request, db, listing)
+    return render(request, "posts/list.html", {"listing": listing, "entries": entries})
 
 
 @router.get("/posts/{post_id:int}", name="post_short")
@@ -88,11 +93,11 @@ def tag_posts(
 ) -> Response:
     """A tag's posts, newest first."""
     tag = tags.get_tag(db, slug=slug)
-    listing = posts.list_posts(
+    listing = posts.list_entries(
         db, page=page, per_page=settings.page_size, tag_id=tag.id, lookahead_pages=LOOKAHEAD_PAGES
     )
-    _require_rows(listing)
-    return render(request, "tags/posts.html", {"tag": tag, "listing": listing})
+    entries = _entries(request, db, listing)
+    return render(request, "tags/posts.html", {"tag": tag, "listing": listing, "entries": entries})
 
 
 @router.get("/drafts", response_class=HTMLResponse, name="drafts")
@@ -104,7 +109,7 @@ def drafts(
     page: PageNumber = 1,
 ) -> Response:
     """Your drafts and scheduled posts, with everything you have published."""
-    listing = posts.list_posts(
+    listing = posts.list_entries(
         db,
         page=page,
         per_page=settings.page_size,
@@ -112,8 +117,8 @@ def drafts(
         include_unpublished=True,
         lookahead_pages=LOOKAHEAD_PAGES,
     )
-    _require_rows(listing)
-    return render(request, "posts/drafts.html", {"listing": listing})
+    entries = _entries(request, db, listing)
+    return render(request, "posts/drafts.html", {"listing": listing, "entries": entries})
 
 
 @router.get("/users/{user_id:int}/posts", response_class=HTMLResponse, name="user_posts")
@@ -126,15 +131,15 @@ def user_posts(
 ) -> Response:
     """An author's page: their avatar and their posts."""
     author = users.get_existing_user(db, user_id=user_id)
-    listing = posts.list_posts(
+    listing = posts.list_entries(
         db,
         page=page,
         per_page=settings.page_size,
         author_id=author.id,
         lookahead_pages=LOOKAHEAD_PAGES,
     )
-    _require_rows(listing)
-    return render(request, "users/posts.html", {"author": author, "listing": listing})
+    context = {"author": author, "listing": listing, "entries": _entries(request, db, listing)}
+    return render(request, "users/posts.html", context)
 
 
 @router.get("/search", response_class=HTMLResponse, name="search")

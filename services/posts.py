@@ -11,14 +11,14 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, select, tuple_, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, defer, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from config import NewAccountLimit, utcnow
 from database import reading
 from models import Post, User, live_post
 from schemas import MAX_ID, PostCreate, PostReplace, PostUpdate
-from services import markdown, revisions, search, tags, throttling
+from services import markdown, revisions, search, tags, throttling, validity
 from services.errors import (
     ConflictError,
     EditConflictError,
@@ -92,6 +92,49 @@ def get_post(
     return post
 
 
+@dataclass(frozen=True)
+class Listing:
+    """Which posts a listing holds and where its page starts (what list_posts and
+    list_entries share)."""
+
+    rows: Select[tuple[Post]]
+    offset: int
+    per_page: int
+    keyed: bool
+
+    def page_rows(self) -> Select[tuple[Post]]:
+        """This page's posts, newest first (columns chosen with `with_only_columns`)."""
+        return _newest_first(_from_position(self.rows, self.offset, keyed=self.keyed)).limit(
+            self.per_page
+        )
+
+
+def _listing(
+    *,
+    page: int,
+    per_page: int,
+    author_id: int | None,
+    tag_id: int | None,
+    include_unpublished: bool,
+) -> Listing:
+    rows = select(Post)
+    if not include_unpublished:
+        rows = rows.where(live())
+    if author_id is not None:
+        rows = rows.where(Post.user_id == author_id)
+    if tag_id is not None:
+        rows = rows.where(Post.id.in_(tags.posts_tagged(tag_id)))
+    return Listing(rows, (page - 1) * per_page, per_page, keyed=not include_unpublished)
+
+
+def _last_known_page(db: Session, listing: Listing, *, page: int, lookahead_pages: int) -> int:
+    per_page = listing.per_page
+    ahead = _count_rows_after(
+        db, listing.rows, start=listing.offset + per_page, cap=lookahead_pages * per_page
+    )
+    return page + -(-ahead // per_page)
+
+
 def list_posts(
     db: Session,
     *,
@@ -107,23 +150,62 @@ def list_posts(
     Readers' listings hold live posts only; `include_unpublished` (an author's own listing)
     adds their drafts and scheduled posts.
     """
-    offset = (page - 1) * per_page
-    listing = select(Post)
-    if not include_unpublished:
-        listing = listing.where(live())
-    if author_id is not None:
-        listing = listing.where(Post.user_id == author_id)
-    if tag_id is not None:
-        listing = listing.where(Post.id.in_(tags.posts_tagged(tag_id)))
-    page_rows = _from_position(listing, offset, keyed=not include_unpublished).options(
-        joinedload(Post.author)
+    listing = _listing(
+        page=page,
+        per_page=per_page,
+        author_id=author_id,
+        tag_id=tag_id,
+        include_unpublished=include_unpublished,
     )
-    posts = db.scalars(_newest_first(page_rows).limit(per_page)).all()
-    ahead = _count_rows_after(db, listing, start=offset + per_page, cap=lookahead_pages * per_page)
-    pages_ahead = -(-ahead // per_page)
-    return PostPage(
-        posts=list(posts), number=page, size=per_page, last_known_page=page + pages_ahead
+    posts = db.scalars(listing.page_rows().options(joinedload(Post.author))).all()
+    last = _last_known_page(db, listing, page=page, lookahead_pages=lookahead_pages)
+    return PostPage(posts=list(posts), number=page, size=per_page, last_known_page=last)
+
+
+@dataclass(frozen=True)
+class EntryPage(NumberedPage):
+    """A page of a listing as the stamps of its posts, newest first: what each entry was
+    made from, read without loading the posts (their text stays in the database)."""
+
+    entries: list[validity.PostStamp]
+
+
+def list_entries(
+    db: Session,
+    *,
+    page: int,
+    per_page: int,
+    author_id: int | None = None,
+    tag_id: int | None = None,
+    lookahead_pages: int = 1,
+    include_unpublished: bool = False,
+) -> EntryPage:
+    """The page list_posts would return with the same arguments, as its posts' stamps."""
+    listing = _listing(
+        page=page,
+        per_page=per_page,
+        author_id=author_id,
+        tag_id=tag_id,
+        include_unpublished=include_unpublished,
     )
+    query = listing.page_rows().with_only_columns(*validity.STAMP_COLUMNS)
+    rows = db.execute(query.join(User, User.id == Post.user_id)).all()
+    last = _last_known_page(db, listing, page=page, lookahead_pages=lookahead_pages)
+    entries = [validity.post_stamp_of_row(row) for row in rows]
+    return EntryPage(entries=entries, number=page, size=per_page, last_known_page=last)
+
+
+def load_entries(db: Session, *, post_ids: list[int]) -> dict[int, Post]:
+    """The posts `post_ids` that still exist, by id, as a listing shows them: with their
+    authors and tags, without their text."""
+    if not post_ids:
+        return {}
+    query = (
+        select(Post)
+        .options(joinedload(Post.author), defer(Post.content), defer(Post.content_html))
+        .where(Post.id.in_(post_ids))
+    )
+    return {post.id: post for post in db.scalars(query).unique()}
 
 
 def newest_post_stamps(db: Session, *, limit: int) -> list[tuple[int, str, int, datetime]]:

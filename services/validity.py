@@ -9,13 +9,14 @@ Whatever hides or shows every post of one author at once (a suspension, say) cal
 `invalidate_author`: both kinds of stamp then change.
 """
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, Select, case, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, Select, case, func, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from models import Post, SiteState, User
-from services.posts import live
+from models import Post, SiteState, User, is_live, live_post
 
 # The site-wide stamp: (content version, newest moment a post went live).
 SiteStamp = tuple[int, datetime | None]
@@ -27,7 +28,7 @@ POST_STAMP = "post"
 
 
 def site_stamp_query() -> Select[tuple[int, datetime | None]]:
-    newest_live = select(func.max(Post.published_at)).where(live())
+    newest_live = select(func.max(Post.published_at)).where(live_post())
     return select(SiteState.content_version, newest_live.scalar_subquery()).where(SiteState.id == 1)
 
 
@@ -52,9 +53,37 @@ def post_stamp_of(post: Post) -> PostStamp:
     )
 
 
+# What a post's stamp is made of, read without loading the post (a listing's entries).
+STAMP_COLUMNS: Sequence[InstrumentedAttribute[Any]] = (
+    Post.id,
+    Post.version,
+    Post.render_version,
+    Post.published_at,
+    Post.hidden,
+    User.username,
+    User.image_file,
+    User.content_version,
+)
+
+
+def post_stamp_of_row(row: Row[Any]) -> PostStamp:
+    """The stamp of the post whose STAMP_COLUMNS are `row` (the same as post_stamp_of)."""
+    post_id, version, renderer, published_at, hidden, username, image_file, author_version = row
+    return (
+        POST_STAMP,
+        post_id,
+        version,
+        renderer,
+        is_live(published_at, hidden=hidden),
+        username,
+        image_file,
+        author_version,
+    )
+
+
 def current_post_stamp(connection: Connection, post_id: int) -> PostStamp | None:
     """The stamp a page of post `post_id` made now would have; None once it is gone."""
-    live_now = case((live(), True), else_=False)
+    live_now = case((live_post(), True), else_=False)
     query = (
         select(
             Post.version,
@@ -81,6 +110,10 @@ def current_post_stamp(connection: Connection, post_id: int) -> PostStamp | None
         image_file,
         author_version,
     )
+
+
+def post_id_of(stamp: PostStamp) -> int:
+    return stamp[1]
 
 
 def is_post_stamp(stamp: tuple[object, ...]) -> bool:

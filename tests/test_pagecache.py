@@ -209,21 +209,21 @@ def test_the_cache_keeps_to_its_byte_budget_dropping_the_least_recent():
     cache = PageCache(max_bytes=10_000)
     body = b"x" * 3000
     for n in range(10):
-        cache.put(f"/page/{n}", (1, 200, [], body))
-        assert cache.get("/page/0", 1) is not None  # used after every write: kept
+        cache.put(f"/page/{n}", (1,), (200, [], body))
+        assert cache.get("/page/0", (1,)) is not None  # used after every write: kept
     assert cache.size_in_bytes <= 10_000
-    assert cache.get("/page/9", 1) is not None
-    assert cache.get("/page/1", 1) is None
+    assert cache.get("/page/9", (1,)) is not None
+    assert cache.get("/page/1", (1,)) is None
 
 
 def test_a_page_from_an_older_version_is_dropped_when_met():
     cache = PageCache()
-    cache.put("/", (1, 200, [(b"etag", b'"a"')], b"old"))
+    cache.put("/", (1,), (200, [(b"etag", b'"a"')], b"old"))
     assert cache.size_in_bytes > 0
-    assert cache.get("/", 2) is None
+    assert cache.get("/", (2,)) is None
     assert cache.size_in_bytes == 0
-    cache.put("/", (2, 200, [], b"new"))
-    cache.put("/", (2, 200, [], b"newer"))
+    cache.put("/", (2,), (200, [], b"new"))
+    cache.put("/", (2,), (200, [], b"newer"))
     assert cache.size_in_bytes == len("/") + len(b"newer")
 
 

@@ -9,9 +9,7 @@ so a hit costs one small query (and on PostgreSQL one thread hand-off, so that t
 loop never waits on the network).
 """
 
-from collections import OrderedDict
 from functools import partial
-from threading import Lock
 
 import anyio.to_thread
 from fastapi import Request
@@ -22,12 +20,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models import Post
 from services import validity
+from web.bounded_cache import BoundedCache, Stamp
 from web.middleware import rewriting_headers, send_validated
 from web.privacy import carries_credentials, may_be_shared, with_privacy_headers
 
 # What one worker may hold, whatever the pages: a cap on entries alone would let a few
-# hundred long posts take more memory than the rest of the worker. 8 MiB is some 300 pages.
-MAX_CACHED_BYTES = 8 * 1024 * 1024
+# hundred long posts take more memory than the rest of the worker. 6 MiB is some 250 pages;
+# with the fragment cache's 2 MiB (web.fragments) a worker holds 8 MiB of cached HTML.
+MAX_CACHED_BYTES = 6 * 1024 * 1024
 MAX_BODY_BYTES = 256 * 1024
 UNCACHED_PREFIXES = ("/static/", "/media/")
 # Pages, and the permanent redirects from a post's short or older address to its current one.
@@ -36,59 +36,23 @@ STORED_STATUSES = (200, 301)
 # on every write and the newest moment a post went live: a scheduled post coming due writes
 # nothing, but it moves the second part, so pages made before its moment are never served
 # after it. A post's page is stamped with its own post and author instead.
-Version = tuple[object, ...]
-Entry = tuple[Version, int, list[tuple[bytes, bytes]], bytes]  # version, status, headers, body
+Version = Stamp
+Stored = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
 # Where a route leaves the stamp of the page it made when that is not the site-wide one.
 STAMP_STATE = "page_stamp"
 
 
-def _size(key: str, entry: Entry) -> int:
-    _, _, headers, body = entry
-    return len(key) + len(body) + sum(len(name) + len(value) for name, value in headers)
+def _size(stored: Stored) -> int:
+    _, headers, body = stored
+    return len(body) + sum(len(name) + len(value) for name, value in headers)
 
 
-class PageCache:
+class PageCache(BoundedCache[Stored]):
     """A map from URL to a stored response and the version it was made at, bounded by the
     bytes it holds and emptied least recently used first."""
 
     def __init__(self, max_bytes: int = MAX_CACHED_BYTES) -> None:
-        self._entries: OrderedDict[str, Entry] = OrderedDict()
-        self._max_bytes = max_bytes
-        self._bytes = 0
-        self._lock = Lock()
-
-    @property
-    def size_in_bytes(self) -> int:
-        return self._bytes
-
-    def peek(self, key: str) -> Entry | None:
-        """The entry stored for `key`, whatever its version (to learn what to check)."""
-        with self._lock:
-            return self._entries.get(key)
-
-    def get(self, key: str, version: Version) -> Entry | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            if entry[0] != version:
-                # Made before a later change, so it can never be served again.
-                self._remove(key)
-                return None
-            self._entries.move_to_end(key)
-            return entry
-
-    def put(self, key: str, entry: Entry) -> None:
-        with self._lock:
-            if key in self._entries:
-                self._remove(key)
-            self._entries[key] = entry
-            self._bytes += _size(key, entry)
-            while self._bytes > self._max_bytes:
-                self._remove(next(iter(self._entries)))
-
-    def _remove(self, key: str) -> None:
-        self._bytes -= _size(key, self._entries.pop(key))
+        super().__init__(max_bytes, _size)
 
 
 def content_version(engine: Engine) -> Version | None:
@@ -170,7 +134,7 @@ class PageCacheMiddleware:
             return await anyio.to_thread.run_sync(post_version, self.engine, post_id)
         return post_version(self.engine, post_id)
 
-    async def _lookup(self, key: str) -> tuple[Entry | None, Version | None]:
+    async def _lookup(self, key: str) -> tuple[Stored | None, Version | None]:
         """The stored entry if it is still fresh, and the site-wide version when it was read
         to learn that (a miss then needs no second read)."""
         stored = self.cache.peek(key)
@@ -222,12 +186,12 @@ class PageCacheMiddleware:
                     body = b"".join(chunks)
                     headers = list(start["headers"])
                     if _storable(scope, start["status"], headers, body):
-                        self.cache.put(key, (stamp, start["status"], headers, body))
+                        self.cache.put(key, stamp, (start["status"], headers, body))
             await send(message)
 
         return storing_send
 
 
-async def _send_stored(scope: Scope, entry: Entry, send: Send) -> None:
-    _, status, headers, body = entry
+async def _send_stored(scope: Scope, stored: Stored, send: Send) -> None:
+    status, headers, body = stored
     await send_validated(scope, send, status, headers, body)

@@ -1,0 +1,134 @@
+"""Listings assembled from cached post entries: each entry rendered once per version of
+its post, reused by every listing and reader, and re-rendered when what it shows changes."""
+
+import re
+from datetime import timedelta
+
+from services.validity import invalidate_author
+from tests.conftest import commit_as_writer
+from web.fragments import FragmentCache
+
+# The statement that loads whole posts (title, text …) for entries that must be rendered.
+LOADS_POSTS = re.compile(r"SELECT posts\.id, posts\.title\b.*\bWHERE posts\.id IN", re.S)
+
+
+def _post_loads(counter) -> list[str]:
+    return [statement for statement in counter.statements if LOADS_POSTS.search(statement)]
+
+
+def _entry_of(page: str, post_id: int) -> str:
+    """The markup of the entry linking to post `post_id` in a listing page."""
+    entries = re.findall(r'<article class="post-card">.*?</article>', page, re.S)
+    return next(entry for entry in entries if f"/posts/{post_id}/" in entry)
+
+
+def test_a_listing_miss_loads_no_post_whose_entry_is_cached(client, make_post, count_statements):
+    posts = [make_post() for _ in range(3)]
+    first = count_statements()
+    assert client.get("/").status_code == 200
+    assert len(_post_loads(first)) == 1  # rendered once, from posts loaded together
+    counter = count_statements()
+    # A URL the page cache has never seen: the page is made again, from cached entries.
+    page = client.get("/?from=elsewhere")
+    assert page.status_code == 200
+    assert all(post.title in page.text for post in posts)
+    assert _post_loads(counter) == []
+
+
+def test_an_edit_renders_again_only_the_edited_posts_entry(
+    client, make_post, api_headers, count_statements
+):
+    author_post, *others = [make_post() for _ in range(3)]
+    headers = api_headers(author_post.author)
+    client.get("/")
+    response = client.patch(
+        f"/api/posts/{author_post.id}", json={"title": "A better title"}, headers=headers
+    )
+    assert response.status_code == 200
+    counter = count_statements()
+    page = client.get("/").text
+    assert "A better title" in _entry_of(page, author_post.id)
+    assert author_post.title not in page
+    assert all(other.title in page for other in others)
+    [load] = _post_loads(counter)
+    assert load.count("?") + load.count("%(") == 1  # one post id asked for
+
+
+def test_a_logged_in_reader_gets_the_same_entries_as_everyone(
+    client, make_post, make_user, browser_session
+):
+    post = make_post()
+    anonymous = _entry_of(client.get("/").text, post.id)
+    browser_session(client, make_user())
+    logged_in = client.get("/").text
+    assert 'action="http://testserver/logout"' in logged_in or "Log out" in logged_in
+    assert _entry_of(logged_in, post.id) == anonymous
+    assert "csrf" not in anonymous
+
+
+def test_entries_are_kept_per_origin(client, make_post):
+    post = make_post()
+    here = client.get("/").text
+    there = client.get("/", headers={"Host": "localhost"}).text
+    assert "http://localhost/posts/" in _entry_of(there, post.id)
+    assert "http://localhost/" not in _entry_of(here, post.id)
+
+
+def test_an_entry_follows_its_authors_name_and_picture(client, db, make_post):
+    post = make_post()
+    client.get("/")
+    author = post.author
+    author.username = "renamed-author"
+    author.image_file = "0123456789abcdef.png"
+    invalidate_author(db, user_id=author.id)
+    commit_as_writer(db, author)
+    entry = _entry_of(client.get("/?after=rename").text, post.id)
+    assert "renamed-author" in entry
+    assert "profile_pics/0123456789abcdef.png" in entry
+
+
+def test_a_scheduled_entry_loses_its_badge_when_its_moment_comes(
+    client, clock, make_user, browser_session, api_headers
+):
+    author = make_user()
+    browser_session(client, author)
+    scheduled = client.post(
+        "/api/posts",
+        json={
+            "title": "Comes out later",
+            "content": "Soon.",
+            "status": "scheduled",
+            "published_at": (clock.moment + timedelta(hours=1)).isoformat(),
+        },
+        headers=api_headers(author),
+    ).json()
+    before = _entry_of(client.get("/drafts").text, scheduled["id"])
+    assert "Scheduled" in before
+    clock.advance(hours=1, minutes=1)
+    after = _entry_of(client.get("/drafts").text, scheduled["id"])
+    assert "Scheduled" not in after
+    assert scheduled["title"] in _entry_of(client.get("/").text, scheduled["id"])
+
+
+def test_a_deleted_post_leaves_the_listings_at_once(client, make_post, api_headers):
+    kept, deleted = make_post(), make_post()
+    client.get("/")
+    response = client.delete(f"/api/posts/{deleted.id}", headers=api_headers(deleted.author))
+    assert response.status_code == 204
+    page = client.get("/?after=delete").text
+    assert f"/posts/{deleted.id}/" not in page
+    assert f"/posts/{kept.id}/" in page
+
+
+def test_the_fragment_cache_keeps_to_its_byte_budget():
+    from markupsafe import Markup
+
+    cache = FragmentCache(max_bytes=10_000)
+    for n in range(10):
+        cache.put(("entry", n), (n,), Markup("x" * 3000))
+        assert cache.get(("entry", 0), (0,)) is not None  # used after every store: kept
+    assert cache.size_in_bytes <= 10_000
+    assert cache.get(("entry", 9), (9,)) is not None
+    assert cache.get(("entry", 1), (1,)) is None
+    assert cache.get(("entry", 9), (10,)) is None  # a newer stamp: the old entry is gone
+    assert cache.get(("entry", 9), (9,)) is None
