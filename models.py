@@ -250,10 +250,11 @@ def is_live(published_at: datetime | None, *, hidden: bool) -> bool:
     return not hidden and published_at is not None and published_at <= utcnow()
 
 
-def live_post(now: datetime | None = None) -> ColumnElement[bool]:
+def live_post(now: datetime | ColumnElement[datetime] | None = None) -> ColumnElement[bool]:
     """The SQL form of Post.is_live: the post's moment has come, and its author is not
-    suspended (a suspension hides the author's posts, services.moderation)."""
-    return (Post.published_at <= (now or utcnow())) & Post.hidden.is_(False)
+    suspended (a suspension hides the author's posts, services.moderation). `now` may be a
+    bound parameter, for a statement built once and run at many moments."""
+    return (Post.published_at <= (utcnow() if now is None else now)) & Post.hidden.is_(False)
 
 
 class Tag(Base):

@@ -6,7 +6,7 @@ scheduled post goes live at its moment with nothing to run.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -180,7 +180,11 @@ def list_entries(
     lookahead_pages: int = 1,
     include_unpublished: bool = False,
 ) -> EntryPage:
-    """The page list_posts would return with the same arguments, as its posts' stamps."""
+    """The page list_posts would return with the same arguments, as its posts' stamps.
+
+    One statement: the rows that follow the page, up to the pages it links ahead, come with
+    it (their stamps are a few columns from the index and the author's row).
+    """
     listing = _listing(
         page=page,
         per_page=per_page,
@@ -188,11 +192,14 @@ def list_entries(
         tag_id=tag_id,
         include_unpublished=include_unpublished,
     )
-    query = listing.page_rows().with_only_columns(*validity.STAMP_COLUMNS)
+    with_ahead = replace(listing, per_page=per_page * (1 + lookahead_pages))
+    query = with_ahead.page_rows().with_only_columns(*validity.STAMP_COLUMNS)
     rows = db.execute(query.join(User, User.id == Post.user_id)).all()
-    last = _last_known_page(db, listing, page=page, lookahead_pages=lookahead_pages)
-    entries = [validity.post_stamp_of_row(row) for row in rows]
-    return EntryPage(entries=entries, number=page, size=per_page, last_known_page=last)
+    entries = [validity.post_stamp_of_row(row) for row in rows[:per_page]]
+    pages_ahead = -(-max(0, len(rows) - per_page) // per_page)
+    return EntryPage(
+        entries=entries, number=page, size=per_page, last_known_page=page + pages_ahead
+    )
 
 
 def load_entries(db: Session, *, post_ids: list[int]) -> dict[int, Post]:

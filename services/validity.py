@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, case, func, select, update
+from sqlalchemy import Connection, Row, bindparam, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from config import utcnow
 from models import Post, SiteState, User, is_live, live_post
 
 # The site-wide stamp: (content version, newest moment a post went live).
@@ -27,14 +28,16 @@ PostStamp = tuple[str, int, int, int, bool, str, str | None, int]
 POST_STAMP = "post"
 
 
-def site_stamp_query() -> Select[tuple[int, datetime | None]]:
-    newest_live = select(func.max(Post.published_at)).where(live_post())
-    return select(SiteState.content_version, newest_live.scalar_subquery()).where(SiteState.id == 1)
+# The stamps are read on every request, so their statements are built once: SQLAlchemy then
+# finds each one's compiled form without working out its cache key again.
+NOW = bindparam("now")
+_NEWEST_LIVE = select(func.max(Post.published_at)).where(live_post(NOW)).scalar_subquery()
+SITE_STAMP = select(SiteState.content_version, _NEWEST_LIVE).where(SiteState.id == 1)
 
 
 def site_stamp(connection: Connection) -> SiteStamp | None:
     """The site-wide stamp now (one row, and one step down an index)."""
-    row = connection.execute(site_stamp_query()).one_or_none()
+    row = connection.execute(SITE_STAMP, {"now": utcnow()}).one_or_none()
     return (row[0], row[1]) if row else None
 
 
@@ -81,35 +84,17 @@ def post_stamp_of_row(row: Row[Any]) -> PostStamp:
     )
 
 
+_POST_STAMP_ROW = (
+    select(*STAMP_COLUMNS)
+    .join(User, User.id == Post.user_id)
+    .where(Post.id == bindparam("post_id"))
+)
+
+
 def current_post_stamp(connection: Connection, post_id: int) -> PostStamp | None:
     """The stamp a page of post `post_id` made now would have; None once it is gone."""
-    live_now = case((live_post(), True), else_=False)
-    query = (
-        select(
-            Post.version,
-            Post.render_version,
-            live_now,
-            User.username,
-            User.image_file,
-            User.content_version,
-        )
-        .join(User, User.id == Post.user_id)
-        .where(Post.id == post_id)
-    )
-    row = connection.execute(query).one_or_none()
-    if row is None:
-        return None
-    version, renderer, is_live, username, image_file, author_version = row
-    return (
-        POST_STAMP,
-        post_id,
-        version,
-        renderer,
-        bool(is_live),
-        username,
-        image_file,
-        author_version,
-    )
+    row = connection.execute(_POST_STAMP_ROW, {"post_id": post_id}).one_or_none()
+    return None if row is None else post_stamp_of_row(row)
 
 
 def post_id_of(stamp: PostStamp) -> int:
