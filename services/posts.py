@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, bindparam, func, select, tuple_, update
 from sqlalchemy.orm import Session, defer, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -73,6 +73,12 @@ def _newest_first(query: SelectT) -> SelectT:
     return query.order_by(Post.published_at.desc().nulls_first(), Post.id.desc())
 
 
+# Built once: every post page and API read runs it (services.validity says why).
+_POST_WITH_AUTHOR = (
+    select(Post).options(joinedload(Post.author)).where(Post.id == bindparam("post_id"))
+)
+
+
 def get_post(
     db: Session, *, post_id: int, user: User | None = None, check_author: bool = False
 ) -> Post:
@@ -83,7 +89,7 @@ def get_post(
     """
     post = None
     if 1 <= post_id <= MAX_ID:
-        post = db.scalar(select(Post).options(joinedload(Post.author)).where(Post.id == post_id))
+        post = db.scalar(_POST_WITH_AUTHOR, {"post_id": post_id})
     is_author = post is not None and user is not None and post.user_id == user.id
     if post is None or not (is_author or post.is_live()):
         raise NotFoundError(POST_NOT_FOUND)

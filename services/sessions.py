@@ -3,7 +3,7 @@
 from datetime import timedelta
 from typing import Literal
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session, joinedload
 
 from config import utcnow
@@ -32,19 +32,24 @@ def create_session(db: Session, *, user: User, kind: SessionKind) -> str:
     return token
 
 
+# Built once: every request with a cookie or token runs it (services.validity says why).
+_LIVE_SESSION = (
+    select(AuthSession)
+    .options(joinedload(AuthSession.user))
+    .where(
+        AuthSession.token_hash == bindparam("token_hash"),
+        AuthSession.kind == bindparam("kind"),
+        AuthSession.expires_at > bindparam("now"),
+        # A suspension ends the sessions too; this keeps any that a race left unusable.
+        AuthSession.user.has(User.suspended_at.is_(None)),
+    )
+)
+
+
 def find_session(db: Session, *, token: str, kind: SessionKind) -> AuthSession | None:
     """The live session for `token` with its user loaded, in one statement."""
-    return db.scalar(
-        select(AuthSession)
-        .options(joinedload(AuthSession.user))
-        .where(
-            AuthSession.token_hash == digest(token),
-            AuthSession.kind == kind,
-            AuthSession.expires_at > utcnow(),
-            # A suspension ends the sessions too; this keeps any that a race left unusable.
-            AuthSession.user.has(User.suspended_at.is_(None)),
-        )
-    )
+    parameters = {"token_hash": digest(token), "kind": kind, "now": utcnow()}
+    return db.scalar(_LIVE_SESSION, parameters)
 
 
 def end_session(db: Session, *, token: str) -> bool:
