@@ -208,16 +208,13 @@ def list_entries(
     )
 
 
-def load_entries(db: Session, *, post_ids: list[int]) -> dict[int, Post]:
+def load_entries(db: Session, *, post_ids: list[int], with_text: bool) -> dict[int, Post]:
     """The posts `post_ids` that still exist, by id, as a listing shows them: with their
-    authors and tags, without their text."""
+    authors and tags, never their rendered HTML, and their text only `with_text`."""
     if not post_ids:
         return {}
-    query = (
-        select(Post)
-        .options(joinedload(Post.author), defer(Post.content), defer(Post.content_html))
-        .where(Post.id.in_(post_ids))
-    )
+    left_out = [defer(Post.content_html)] + ([] if with_text else [defer(Post.content)])
+    query = select(Post).options(joinedload(Post.author), *left_out).where(Post.id.in_(post_ids))
     return {post.id: post for post in db.scalars(query).unique()}
 
 

@@ -132,3 +132,28 @@ def test_the_fragment_cache_keeps_to_its_byte_budget():
     assert cache.get(("entry", 1), (1,)) is None
     assert cache.get(("entry", 9), (10,)) is None  # a newer stamp: the old entry is gone
     assert cache.get(("entry", 9), (9,)) is None
+
+
+def test_the_api_list_is_assembled_from_each_posts_cached_json(
+    client, make_post, api_headers, count_statements
+):
+    edited, other = make_post(), make_post()
+    headers = api_headers(edited.author)
+    first = count_statements()
+    listed = client.get("/api/posts", headers=headers).json()
+    assert [post["id"] for post in listed] == [other.id, edited.id]
+    assert len(_post_loads(first)) == 1
+    warm = count_statements()
+    assert client.get("/api/posts", headers=headers).json() == listed
+    assert _post_loads(warm) == []
+    changed = client.patch(
+        f"/api/posts/{edited.id}", json={"content": "New words."}, headers=headers
+    )
+    assert changed.status_code == 200
+    after = count_statements()
+    relisted = client.get("/api/posts", headers=headers).json()
+    assert relisted[1]["content"] == "New words."
+    assert relisted[1]["version"] == changed.json()["version"]
+    assert relisted[0] == listed[0]
+    [load] = _post_loads(after)
+    assert load.count("?") + load.count("%(") == 1

@@ -8,22 +8,30 @@ or stale. An entry holds nothing personal: it is the same for every reader allow
 listing it appears in, and who that is was decided by the query that named the post.
 """
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from fastapi import Request
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
+from models import Post
+from schemas import PostPublic
 from services import posts, validity
 from web.bounded_cache import BoundedCache
 from web.templating import templates
+from web.urls import post_url
 
 # Some 2,500 entries: every post of the busiest listings, in a fraction of a worker.
 MAX_FRAGMENT_BYTES = 2 * 1024 * 1024
 POST_ENTRY_TEMPLATE = "_post.html"
 
 
-class FragmentCache(BoundedCache[Markup]):
+Fragment = TypeVar("Fragment", Markup, bytes)
+
+
+class FragmentCache(BoundedCache[Markup | bytes]):
     def __init__(self, max_bytes: int = MAX_FRAGMENT_BYTES) -> None:
         super().__init__(max_bytes, len)
 
@@ -33,30 +41,62 @@ def _cache(request: Request) -> FragmentCache:
     return cache
 
 
-def _entry_key(request: Request, post_id: int) -> tuple[str, str, int]:
-    # Entries hold absolute URLs: the origin they were built for is part of what they are.
-    return ("post-entry", str(request.base_url), post_id)
-
-
-def render_post_entry(request: Request, post: Any) -> Markup:
-    """A post's entry in a listing, rendered from a loaded Post."""
+def render_post_entry(request: Request, post: Post) -> Markup:
+    """A post's entry in a listing page."""
     return Markup(templates.get_template(POST_ENTRY_TEMPLATE).render(request=request, post=post))
 
 
-def post_entries(request: Request, db: Session, page: posts.EntryPage) -> list[Markup]:
-    """The entries of `page`'s posts in order, rendering only those not cached at their
-    current stamp (loaded in one query). A post deleted since the page was read is left out."""
+def render_post_json(request: Request, post: Post) -> bytes:
+    """A post as the API shows it (schemas.PostPublic), serialised."""
+    public = PostPublic.model_validate(post)
+    public.url = post_url(request, post)
+    return public.model_dump_json().encode()
+
+
+@dataclass(frozen=True)
+class FragmentKind(Generic[Fragment]):
+    """What is made of one post, and whether making it needs the post's text."""
+
+    name: str
+    render: Callable[[Request, Post], Fragment]
+    reads_text: bool = False
+
+
+POST_ENTRY = FragmentKind("post-entry", render_post_entry)
+POST_JSON = FragmentKind("post-json", render_post_json, reads_text=True)
+
+
+def _assemble(
+    request: Request, db: Session, page: posts.EntryPage, kind: FragmentKind[Fragment]
+) -> list[Fragment]:
+    """The `kind` fragments of `page`'s posts, in order, rendering only those not cached at
+    their current stamp (loaded in one query). A post deleted since the page was read is
+    left out."""
     cache = _cache(request)
+    # Fragments hold absolute URLs: the origin they were built for is part of what they are.
+    origin = str(request.base_url)
     ids = [validity.post_id_of(stamp) for stamp in page.entries]
-    entries = {
-        post_id: cache.get(_entry_key(request, post_id), stamp)
+    keys = {post_id: (kind.name, origin, post_id) for post_id in ids}
+    found: dict[int, Fragment | None] = {
+        post_id: cache.get(keys[post_id], stamp)  # type: ignore[misc]
         for post_id, stamp in zip(ids, page.entries, strict=True)
     }
-    missing = [post_id for post_id, entry in entries.items() if entry is None]
-    for post_id, post in posts.load_entries(db, post_ids=missing).items():
-        entry = render_post_entry(request, post)
+    missing = [post_id for post_id, fragment in found.items() if fragment is None]
+    loaded = posts.load_entries(db, post_ids=missing, with_text=kind.reads_text)
+    for post_id, post in loaded.items():
+        fragment = kind.render(request, post)
         # Stamped with the post as loaded, which may be newer than the listing's read: the
-        # entry is then stored under the newer stamp, the one the next listing will name.
-        cache.put(_entry_key(request, post_id), validity.post_stamp_of(post), entry)
-        entries[post_id] = entry
-    return [entry for entry in entries.values() if entry is not None]
+        # fragment is then stored under the newer stamp, the one the next listing will name.
+        cache.put(keys[post_id], validity.post_stamp_of(post), fragment)
+        found[post_id] = fragment
+    return [fragment for fragment in found.values() if fragment is not None]
+
+
+def post_entries(request: Request, db: Session, page: posts.EntryPage) -> list[Markup]:
+    """The entries of a listing page's posts."""
+    return _assemble(request, db, page, POST_ENTRY)
+
+
+def post_json_list(request: Request, db: Session, page: posts.EntryPage) -> bytes:
+    """A page of posts as the API's JSON array."""
+    return b"[" + b",".join(_assemble(request, db, page, POST_JSON)) + b"]"

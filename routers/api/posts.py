@@ -19,6 +19,7 @@ from routers.api.common import (
     TOO_MANY_NEW_POSTS,
     PostId,
     error_response,
+    link_neighbours,
     paginate,
     public_post,
     throttled,
@@ -27,6 +28,7 @@ from schemas import PostCreate, PostPublic, PostReplace, PostUpdate, ReviewLinkP
 from services import posts, reviews, search, tags
 from web.compression import identity_tag
 from web.deps import ApiUser, MaybeApiUser, Paging, SettingsDep
+from web.fragments import post_json_list
 from web.middleware import BodyLimitedRoute
 from web.pagecache import stamp_with_post
 from web.privacy import Public
@@ -69,8 +71,11 @@ def list_posts(
             request, response, posts.search_posts(db, query=q, page=page, per_page=size)
         )
     tag_id = tags.get_tag(db, slug=tag).id if tag is not None else None
-    listing = posts.list_posts(db, page=page, per_page=size, tag_id=tag_id)
-    return paginate(request, response, listing)
+    listing = posts.list_entries(db, page=page, per_page=size, tag_id=tag_id)
+    # Assembled from each post's JSON, cached per version of the post (web.fragments).
+    body = Response(post_json_list(request, db, listing), media_type="application/json")
+    link_neighbours(request, body, listing)
+    return body
 
 
 @router.get("/tags", response_model=list[TagPublic], dependencies=[Public])
