@@ -157,3 +157,25 @@ def test_the_api_list_is_assembled_from_each_posts_cached_json(
     assert relisted[0] == listed[0]
     [load] = _post_loads(after)
     assert load.count("?") + load.count("%(") == 1
+
+
+def test_a_posts_cached_json_follows_its_edits_status_and_origin(
+    client, clock, make_user, api_headers
+):
+    author = make_user()
+    headers = api_headers(author)
+    due = (clock.moment + timedelta(minutes=5)).isoformat()
+    created = client.post(
+        "/api/posts",
+        json={"title": "Later", "content": "x", "status": "scheduled", "published_at": due},
+        headers=headers,
+    ).json()
+    path = f"/api/posts/{created['id']}"
+    assert client.get(path, headers=headers).json()["status"] == "scheduled"
+    clock.advance(minutes=5)
+    assert client.get(path, headers=headers).json()["status"] == "published"
+    client.patch(path, json={"title": "Now"}, headers=headers)
+    assert client.get(path, headers=headers).json()["title"] == "Now"
+    elsewhere = client.get(path, headers={**headers, "Host": "localhost"}).json()
+    assert elsewhere["url"].startswith("http://localhost/posts/")
+    assert client.get(path, headers=headers).json()["url"].startswith("http://testserver/")

@@ -46,11 +46,16 @@ def render_post_entry(request: Request, post: Post) -> Markup:
     return Markup(templates.get_template(POST_ENTRY_TEMPLATE).render(request=request, post=post))
 
 
-def render_post_json(request: Request, post: Post) -> bytes:
-    """A post as the API shows it (schemas.PostPublic), serialised."""
+def public_post(request: Request, post: Post) -> PostPublic:
+    """A post as the API shows it, with its absolute canonical address."""
     public = PostPublic.model_validate(post)
     public.url = post_url(request, post)
-    return public.model_dump_json().encode()
+    return public
+
+
+def render_post_json(request: Request, post: Post) -> bytes:
+    """A post as the API shows it, serialised."""
+    return public_post(request, post).model_dump_json().encode()
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,18 @@ def _assemble(
         cache.put(keys[post_id], validity.post_stamp_of(post), fragment)
         found[post_id] = fragment
     return [fragment for fragment in found.values() if fragment is not None]
+
+
+def post_json(request: Request, post: Post) -> bytes:
+    """One loaded post as the API's JSON, from the cache while the post is unchanged."""
+    cache = _cache(request)
+    key = (POST_JSON.name, str(request.base_url), post.id)
+    stamp = validity.post_stamp_of(post)
+    fragment = cache.get(key, stamp)
+    if not isinstance(fragment, bytes):
+        fragment = render_post_json(request, post)
+        cache.put(key, stamp, fragment)
+    return fragment
 
 
 def post_entries(request: Request, db: Session, page: posts.EntryPage) -> list[Markup]:

@@ -13,14 +13,13 @@ from fastapi import (
     status,
 )
 
-from models import Post
 from schemas import (
     MAX_ID,
     PostPublic,
 )
 from services import posts, users
 from services.errors import ThrottledError
-from web.urls import post_url
+from web.fragments import public_post
 
 UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
 PostId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -94,13 +93,6 @@ class Page(Protocol):
 LIST_HEADERS = {
     "Link": {"description": 'RFC 8288 links to the `rel="prev"` and `rel="next"` pages'}
 }
-
-
-def public_post(request: Request, post: Post) -> PostPublic:
-    """A post as the API shows it, with its absolute canonical address."""
-    public = PostPublic.model_validate(post)
-    public.url = post_url(request, post)
-    return public
 
 
 def paginate(

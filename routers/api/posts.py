@@ -28,7 +28,7 @@ from schemas import PostCreate, PostPublic, PostReplace, PostUpdate, ReviewLinkP
 from services import posts, reviews, search, tags
 from web.compression import identity_tag
 from web.deps import ApiUser, MaybeApiUser, Paging, SettingsDep
-from web.fragments import post_json_list
+from web.fragments import post_json, post_json_list
 from web.middleware import BodyLimitedRoute
 from web.pagecache import stamp_with_post
 from web.privacy import Public
@@ -110,16 +110,16 @@ def create_post(
     responses=NOT_FOUND | INVALID,
     dependencies=[Public],
 )
-def read_post(
-    request: Request, post_id: PostId, db: SessionDep, response: Response, viewer: MaybeApiUser
-) -> Any:
+def read_post(request: Request, post_id: PostId, db: SessionDep, viewer: MaybeApiUser) -> Any:
     """Read one post (a draft or a scheduled one only with its author's token). Its ETag
     may be sent back in If-Match when editing it."""
     post = posts.get_post(db, post_id=post_id, user=viewer)
     stamp_with_post(request, post)
-    response.headers["ETag"] = post_etag(post)
-    response.headers["Last-Modified"] = format_datetime(post.updated_at, usegmt=True)
-    return public_post(request, post)
+    headers = {
+        "ETag": post_etag(post),
+        "Last-Modified": format_datetime(post.updated_at, usegmt=True),
+    }
+    return Response(post_json(request, post), media_type="application/json", headers=headers)
 
 
 IfMatch = Annotated[
