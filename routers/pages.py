@@ -6,10 +6,11 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from database import SessionDep
+from models import Post
 from services import posts, reviews, search, tags, users
 from services.errors import NotFoundError
 from web.deps import CurrentUser, PageNumber, RequiredUser, SettingsDep, get_current_user
-from web.fragments import post_entries
+from web.fragments import post_entries, post_page_parts
 from web.middleware import BodyLimitedRoute
 from web.pagecache import stamp_with_post
 from web.privacy import Public, mark_personal
@@ -62,7 +63,12 @@ def post_detail(
     stamp_with_post(request, post)
     if slug != post.slug:
         return RedirectResponse(post_url(request, post), status.HTTP_301_MOVED_PERMANENTLY)
-    return render(request, "posts/detail.html", {"post": post, "preview": not post.is_live()})
+    return _post_page(request, post, preview=not post.is_live())
+
+
+def _post_page(request: Request, post: Post, *, preview: bool) -> HTMLResponse:
+    context = {"post": post, **post_page_parts(request, post, preview=preview)}
+    return render(request, "posts/detail.html", context)
 
 
 @router.get("/review/{token}", response_class=HTMLResponse, name="review")
@@ -76,7 +82,7 @@ def review(request: Request, token: str, db: SessionDep) -> Response:
         context = {"status_code": 404, "phrase": "Review link not found", "request_id": None}
         context["message"] = reviews.REVIEW_LINK_NOT_FOUND
         return render(request, "errors/error.html", context, status.HTTP_404_NOT_FOUND)
-    response = render(request, "posts/detail.html", {"post": post, "preview": True})
+    response = _post_page(request, post, preview=True)
     response.headers["X-Robots-Tag"] = "noindex"
     return response
 

@@ -179,3 +179,24 @@ def test_a_posts_cached_json_follows_its_edits_status_and_origin(
     elsewhere = client.get(path, headers={**headers, "Host": "localhost"}).json()
     assert elsewhere["url"].startswith("http://localhost/posts/")
     assert client.get(path, headers=headers).json()["url"].startswith("http://testserver/")
+
+
+def _article_of(page: str) -> str:
+    return re.search(r'<article class="post">.*?</article>', page, re.S).group(0)
+
+
+def test_a_post_page_reuses_its_article_for_every_reader_and_adds_the_authors_actions(
+    client, make_post, make_user, browser_session
+):
+    post = make_post()
+    path = f"/posts/{post.id}/{post.slug}"
+    anonymous = client.get(path).text
+    browser_session(client, make_user())
+    reader = client.get(path).text
+    browser_session(client, post.author)
+    author = client.get(path).text
+    assert _article_of(anonymous) == _article_of(reader) == _article_of(author)
+    assert 'class="post-actions"' in author
+    assert 'class="post-actions"' not in reader + anonymous
+    assert f"/posts/{post.id}/edit" in author
+    assert f"/posts/{post.id}/edit" not in _article_of(author)

@@ -26,6 +26,8 @@ from web.urls import post_url
 # Some 2,500 entries: every post of the busiest listings, in a fraction of a worker.
 MAX_FRAGMENT_BYTES = 2 * 1024 * 1024
 POST_ENTRY_TEMPLATE = "_post.html"
+POST_HEAD_TEMPLATE = "posts/_head.html"
+POST_ARTICLE_TEMPLATE = "posts/_article.html"
 
 
 Fragment = TypeVar("Fragment", Markup, bytes)
@@ -107,6 +109,27 @@ def post_json(request: Request, post: Post) -> bytes:
         fragment = render_post_json(request, post)
         cache.put(key, stamp, fragment)
     return fragment
+
+
+def _cached_part(request: Request, post: Post, name: str, preview: bool) -> Markup:
+    cache = _cache(request)
+    key = (name, str(request.base_url), post.id, preview)
+    stamp = validity.post_stamp_of(post)
+    part = cache.get(key, stamp)
+    if not isinstance(part, Markup):
+        context = {"request": request, "post": post, "preview": preview}
+        part = Markup(templates.get_template(name).render(context))
+        cache.put(key, stamp, part)
+    return part
+
+
+def post_page_parts(request: Request, post: Post, *, preview: bool) -> dict[str, Markup]:
+    """The parts of a post's page that are the same for every reader (its head tags and
+    the article), for the page template to place around what is personal."""
+    return {
+        "post_head": _cached_part(request, post, POST_HEAD_TEMPLATE, preview),
+        "post_article": _cached_part(request, post, POST_ARTICLE_TEMPLATE, preview),
+    }
 
 
 def post_entries(request: Request, db: Session, page: posts.EntryPage) -> list[Markup]:
