@@ -9,7 +9,14 @@ from database import SessionDep
 from models import Post
 from services import posts, reviews, search, tags, users
 from services.errors import NotFoundError
-from web.deps import CurrentUser, PageNumber, RequiredUser, SettingsDep, get_current_user
+from web.deps import (
+    CurrentUser,
+    PageNumber,
+    RequiredUser,
+    SettingsDep,
+    get_current_user,
+    short_read,
+)
 from web.fragments import post_entries, post_page_parts
 from web.middleware import BodyLimitedRoute
 from web.pagecache import stamp_with_post
@@ -37,6 +44,7 @@ def _entries(request: Request, db: Session, listing: posts.EntryPage) -> list[Ma
 
 @router.get("/", response_class=HTMLResponse, name="home")
 @router.get("/posts", response_class=HTMLResponse, name="posts")
+@short_read
 def home(request: Request, db: SessionDep, settings: SettingsDep, page: PageNumber = 1) -> Response:
     """Newest posts from every author."""
     listing = posts.list_entries(
@@ -47,6 +55,7 @@ def home(request: Request, db: SessionDep, settings: SettingsDep, page: PageNumb
 
 
 @router.get("/posts/{post_id:int}", name="post_short")
+@short_read
 def post_short(request: Request, post_id: int, db: SessionDep, viewer: CurrentUser) -> Response:
     """A post's permanent short address: moved for good to its canonical one."""
     post = posts.get_post(db, post_id=post_id, user=viewer)
@@ -55,6 +64,7 @@ def post_short(request: Request, post_id: int, db: SessionDep, viewer: CurrentUs
 
 
 @router.get("/posts/{post_id:int}/{slug}", response_class=HTMLResponse, name="post_detail")
+@short_read
 def post_detail(
     request: Request, post_id: int, slug: str, db: SessionDep, viewer: CurrentUser
 ) -> Response:
@@ -88,12 +98,14 @@ def review(request: Request, token: str, db: SessionDep) -> Response:
 
 
 @router.get("/tags", response_class=HTMLResponse, name="tags")
+@short_read
 def tag_index(request: Request, db: SessionDep) -> Response:
     """Every tag, with how many posts carry it."""
     return render(request, "tags/index.html", {"tags": tags.list_tags(db)})
 
 
 @router.get("/tags/{slug}", response_class=HTMLResponse, name="tag_posts")
+@short_read
 def tag_posts(
     request: Request, slug: str, db: SessionDep, settings: SettingsDep, page: PageNumber = 1
 ) -> Response:
@@ -107,6 +119,7 @@ def tag_posts(
 
 
 @router.get("/drafts", response_class=HTMLResponse, name="drafts")
+@short_read
 def drafts(
     request: Request,
     db: SessionDep,
@@ -128,6 +141,7 @@ def drafts(
 
 
 @router.get("/users/{user_id:int}/posts", response_class=HTMLResponse, name="user_posts")
+@short_read
 def user_posts(
     request: Request,
     user_id: int,

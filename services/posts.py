@@ -200,7 +200,8 @@ def list_entries(
     )
     with_ahead = replace(listing, per_page=per_page * (1 + lookahead_pages))
     query = with_ahead.page_rows().with_only_columns(*validity.STAMP_COLUMNS)
-    rows = db.execute(query.join(User, User.id == Post.user_id)).all()
+    # Plain columns: read on the session's connection, past the ORM's result machinery.
+    rows = db.connection().execute(query.join(User, User.id == Post.user_id)).all()
     entries = [validity.post_stamp_of_row(row) for row in rows[:per_page]]
     pages_ahead = -(-max(0, len(rows) - per_page) // per_page)
     return EntryPage(

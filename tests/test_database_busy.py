@@ -82,17 +82,17 @@ def test_a_database_gone_mid_request_gets_503_not_500(client, backend, make_post
         pytest.skip("SQLite has no server to lose")
     make_post(title="Still here")
     engine = client.app.state.database.engine
-    list_posts = posts.list_posts
+    list_entries = posts.list_entries
 
     def cut_off(db, **kwargs):
         own_pid = db.execute(text("SELECT pg_backend_pid()")).scalar()
         with engine.connect() as other:
             other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": own_pid})
-        return list_posts(db, **kwargs)
+        return list_entries(db, **kwargs)
 
-    monkeypatch.setattr(posts, "list_posts", cut_off)
+    monkeypatch.setattr(posts, "list_entries", cut_off)
     response = client.get("/api/posts")
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
-    monkeypatch.setattr(posts, "list_posts", list_posts)
+    monkeypatch.setattr(posts, "list_entries", list_entries)
     assert [post["title"] for post in client.get("/api/posts").json()] == ["Still here"]

@@ -200,3 +200,38 @@ def test_a_post_page_reuses_its_article_for_every_reader_and_adds_the_authors_ac
     assert 'class="post-actions"' not in reader + anonymous
     assert f"/posts/{post.id}/edit" in author
     assert f"/posts/{post.id}/edit" not in _article_of(author)
+
+
+def test_listings_and_post_reads_run_inline_on_sqlite_and_on_a_thread_on_postgresql(
+    client, backend, make_post, api_headers, monkeypatch
+):
+    """Short indexed reads skip the hand-off to a worker thread where the database is a
+    local file; across the network they must not hold up the event loop."""
+    from services import posts
+    from tests.test_pagecache import asyncio_running
+
+    post = make_post()
+    headers = api_headers(post.author)  # personal: the page cache never answers
+    on_event_loop: list[bool] = []
+    for name in ("list_entries", "get_post"):
+        original = getattr(posts, name)
+
+        def watched(*args, _original=original, **kwargs):
+            on_event_loop.append(asyncio_running())
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(posts, name, watched)
+    for path in ("/", f"/posts/{post.id}/{post.slug}", "/api/posts", f"/api/posts/{post.id}"):
+        assert client.get(path, headers=headers).status_code == 200
+    assert on_event_loop == [backend == "sqlite"] * 4
+    # A search ranks its matches, work that grows with the posts: always on a thread.
+    on_event_loop.clear()
+    search = posts.search_posts
+
+    def watched_search(*args, **kwargs):
+        on_event_loop.append(asyncio_running())
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(posts, "search_posts", watched_search)
+    assert client.get("/api/posts?q=body", headers=headers).status_code == 200
+    assert on_event_loop == [False]

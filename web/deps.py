@@ -1,9 +1,10 @@
 """Dependencies the routers share: settings, the current user (browser session or bearer
 token) and pagination parameters."""
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
-from typing import Annotated
+from functools import partial, wraps
+from typing import Annotated, ParamSpec, TypeVar
 
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import OAuth2PasswordBearer
@@ -18,6 +19,27 @@ from web.privacy import mark_personal
 
 # The dependencies here are async so that a route's dependencies cost no thread hand-offs:
 # the ones that read the database call it through Database.run (inline on SQLite).
+
+
+Params = ParamSpec("Params")
+Result = TypeVar("Result")
+
+
+def short_read(route: Callable[Params, Result]) -> Callable[Params, Awaitable[Result]]:
+    """Run a route that reads a few rows by index and renders them through Database.run:
+    inline on SQLite, where the hand-off to a worker thread would cost more than the work
+    (the route then needs no thread at all), on a thread for a database across the network.
+
+    Only for bounded reads: on SQLite, the worker's other requests wait while it runs. The
+    route must take `request` by that name.
+    """
+
+    @wraps(route)
+    async def run_on_database(*args: Params.args, **kwargs: Params.kwargs) -> Result:
+        database: Database = kwargs["request"].app.state.database  # type: ignore[attr-defined]
+        return await database.run(partial(route, *args, **kwargs))
+
+    return run_on_database
 
 
 async def get_app_settings(request: Request) -> Settings:

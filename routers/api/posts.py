@@ -5,6 +5,8 @@ from email.utils import format_datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from database import SessionDep
 from models import Post, User
@@ -27,7 +29,7 @@ from routers.api.common import (
 from schemas import PostCreate, PostPublic, PostReplace, PostUpdate, ReviewLinkPublic, TagPublic
 from services import posts, reviews, search, tags
 from web.compression import identity_tag
-from web.deps import ApiUser, MaybeApiUser, Paging, SettingsDep
+from web.deps import ApiUser, MaybeApiUser, PageRequest, Paging, SettingsDep, short_read
 from web.fragments import post_json, post_json_list
 from web.middleware import BodyLimitedRoute
 from web.pagecache import stamp_with_post
@@ -46,7 +48,7 @@ router = APIRouter(route_class=BodyLimitedRoute)
     response_model=list[PostPublic],
     responses=NOT_FOUND | INVALID | {200: {"headers": LIST_HEADERS}},
 )
-def list_posts(
+async def list_posts(
     request: Request,
     response: Response,
     db: SessionDep,
@@ -67,11 +69,16 @@ def list_posts(
     """List published posts, newest first; search them with `q`, or filter by `tag`."""
     page, size = paging.number, paging.size
     if q is not None:
-        return paginate(
-            request, response, posts.search_posts(db, query=q, page=page, per_page=size)
-        )
+        # Ranking is the one read here whose cost grows with the posts: off the event loop.
+        found = await run_in_threadpool(posts.search_posts, db, query=q, page=page, per_page=size)
+        return paginate(request, response, found)
+    return await _newest_posts(request=request, db=db, tag=tag, paging=paging)
+
+
+@short_read
+def _newest_posts(request: Request, db: Session, tag: str | None, paging: PageRequest) -> Response:
     tag_id = tags.get_tag(db, slug=tag).id if tag is not None else None
-    listing = posts.list_entries(db, page=page, per_page=size, tag_id=tag_id)
+    listing = posts.list_entries(db, page=paging.number, per_page=paging.size, tag_id=tag_id)
     # Assembled from each post's JSON, cached per version of the post (web.fragments).
     body = Response(post_json_list(request, db, listing), media_type="application/json")
     link_neighbours(request, body, listing)
@@ -110,6 +117,7 @@ def create_post(
     responses=NOT_FOUND | INVALID,
     dependencies=[Public],
 )
+@short_read
 def read_post(request: Request, post_id: PostId, db: SessionDep, viewer: MaybeApiUser) -> Any:
     """Read one post (a draft or a scheduled one only with its author's token). Its ETag
     may be sent back in If-Match when editing it."""
