@@ -58,7 +58,7 @@ def home(request: Request, db: SessionDep, settings: SettingsDep, page: PageNumb
 @short_read
 def post_short(request: Request, post_id: int, db: SessionDep, viewer: CurrentUser) -> Response:
     """A post's permanent short address: moved for good to its canonical one."""
-    post = posts.get_post(db, post_id=post_id, user=viewer)
+    post = posts.get_post(db, post_id=post_id, user=viewer, tags_when_used=True)
     stamp_with_post(request, post)
     return RedirectResponse(post_url(request, post), status.HTTP_301_MOVED_PERMANENTLY)
 
@@ -69,7 +69,7 @@ def post_detail(
     request: Request, post_id: int, slug: str, db: SessionDep, viewer: CurrentUser
 ) -> Response:
     """One post, at its canonical address (an earlier slug redirects there)."""
-    post = posts.get_post(db, post_id=post_id, user=viewer)
+    post = posts.get_post(db, post_id=post_id, user=viewer, tags_when_used=True)
     stamp_with_post(request, post)
     if slug != post.slug:
         return RedirectResponse(post_url(request, post), status.HTTP_301_MOVED_PERMANENTLY)

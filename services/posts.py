@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, bindparam, func, select, tuple_, update
-from sqlalchemy.orm import Session, defer, joinedload
+from sqlalchemy.orm import Session, defer, joinedload, lazyload
 from sqlalchemy.orm.exc import StaleDataError
 
 from config import NewAccountLimit, utcnow
@@ -77,19 +77,30 @@ def _newest_first(query: SelectT) -> SelectT:
 _POST_WITH_AUTHOR = (
     select(Post).options(joinedload(Post.author)).where(Post.id == bindparam("post_id"))
 )
+# For a page or an API read, which shows the tags only when it renders the post afresh
+# (web.fragments): they are read then, in the same read, rather than on every request.
+_POST_TO_SHOW = _POST_WITH_AUTHOR.options(lazyload(Post.tags))
 
 
 def get_post(
-    db: Session, *, post_id: int, user: User | None = None, check_author: bool = False
+    db: Session,
+    *,
+    post_id: int,
+    user: User | None = None,
+    check_author: bool = False,
+    tags_when_used: bool = False,
 ) -> Post:
-    """The post with its author loaded, as `user` may see it.
+    """The post with its author loaded, as `user` may see it; its tags too, unless
+    `tags_when_used` (for a read-only request, which may not need them: they are then
+    loaded if they are touched).
 
     NotFoundError if it is missing or not yet public and `user` is not its author (a draft's
     existence is not disclosed); ForbiddenError if `user` must be its author and is not.
     """
     post = None
     if 1 <= post_id <= MAX_ID:
-        post = db.scalar(_POST_WITH_AUTHOR, {"post_id": post_id})
+        query = _POST_TO_SHOW if tags_when_used else _POST_WITH_AUTHOR
+        post = db.scalar(query, {"post_id": post_id})
     is_author = post is not None and user is not None and post.user_id == user.id
     if post is None or not (is_author or post.is_live()):
         raise NotFoundError(POST_NOT_FOUND)

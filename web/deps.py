@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from config import Settings
 from database import Database, SessionDep, reading
 from models import User
-from services.sessions import SessionKind, find_session
+from services.sessions import SessionKind, find_user
 from web.cookies import SESSION_COOKIE
 from web.privacy import mark_personal
 
@@ -91,9 +91,9 @@ class LoginRequiredError(Exception):
 def _session_user(db: Session, token: str, kind: SessionKind) -> User | None:
     # A read of its own, ended at once: the route's writes take the write lock themselves.
     reading(db)
-    session = find_session(db, token=token, kind=kind)
+    user = find_user(db, token=token, kind=kind)
     db.commit()
-    return session.user if session else None
+    return user
 
 
 async def _user_for(request: Request, db: Session, token: str, kind: SessionKind) -> User | None:

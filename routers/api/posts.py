@@ -121,7 +121,7 @@ def create_post(
 def read_post(request: Request, post_id: PostId, db: SessionDep, viewer: MaybeApiUser) -> Any:
     """Read one post (a draft or a scheduled one only with its author's token). Its ETag
     may be sent back in If-Match when editing it."""
-    post = posts.get_post(db, post_id=post_id, user=viewer)
+    post = posts.get_post(db, post_id=post_id, user=viewer, tags_when_used=True)
     stamp_with_post(request, post)
     headers = {
         "ETag": post_etag(post),
