@@ -14,18 +14,20 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench import datasets, growth, load, machine, report, servers
+from bench import datasets, growth, load, machine, mixed, paths, report, servers
 from bench.datasets import Dataset
 from bench.load import Load, LoadResult
+from bench.mixed import MixedLoad
+from bench.paths import PathSet
 from bench.report import Measured, SizeResults
-from bench.routes import CEILING_PATH, Route, create_writer, routes
+from bench.routes import CEILING_PATH, Credentials, Route, routes, sign_in, wrk_headers
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -76,7 +78,7 @@ def measure(
 
 def sql_counts(dataset: Dataset, measured: list[Route]) -> dict[str, dict[str, int]]:
     """Statements per request for each route, counted in a process of its own."""
-    specs = json.dumps([[r.label, r.path, r.write, r.uncached] for r in measured])
+    specs = json.dumps([asdict(route) for route in measured])
     result = subprocess.run(
         [sys.executable, "-m", "bench.sqlcount", specs],
         cwd=servers.ROOT,
@@ -100,10 +102,13 @@ def _page(base_url: str, path: str = "/") -> str:
     return response.text.replace(base_url, "ORIGIN")
 
 
-def _check_status(base_url: str, route: Route) -> None:
-    response = httpx.get(base_url + route.path, timeout=HTTP_TIMEOUT_S)
+def _check_status(base_url: str, route: Route, headers: dict[str, str]) -> None:
+    response = httpx.get(base_url + route.path, headers=headers, timeout=HTTP_TIMEOUT_S)
     if response.status_code != 200:
         raise RuntimeError(f"{route.label} answered {response.status_code}, not 200")
+    # A session that did not take would measure an anonymous reader under the wrong label.
+    if route.auth == "session" and "/logout" not in response.text:
+        raise RuntimeError(f"{route.label} was not answered as a logged-in page")
 
 
 # ---------------------------------------------------------------- the two servers
@@ -119,6 +124,7 @@ class ServerRun:
     home_html: str
     # Before the write phase (which also registers a user: one argon2 hash) starts.
     rss_after_reads_mb: list[float] = field(default_factory=list)
+    mixed: MixedLoad | None = None
 
 
 def measure_floor(dataset: Dataset, timing: Timing) -> ServerRun:
@@ -146,39 +152,70 @@ def measure_tutorial(dataset: Dataset, timing: Timing) -> list[Measured]:
         ]
 
 
-def _measure_write(server: servers.Server, route: Route, timing: Timing) -> Measured:
-    with httpx.Client(base_url=server.base_url, timeout=HTTP_TIMEOUT_S) as client:
-        token = create_writer(client)
+def _script(route: Route) -> tuple[Path, list[str]]:
+    """The wrk script for `route` and its arguments."""
+    if route.write:
+        return load.WRITE_SCRIPT, []
+    if route.paths_file:
+        return load.PATHS_SCRIPT, [route.paths_file]
+    return (load.UNCACHED_SCRIPT if route.uncached else load.READ_SCRIPT), []
+
+
+def _measure_route(
+    server: servers.Server, route: Route, timing: Timing, credentials: Credentials
+) -> Measured:
+    headers = credentials.headers(route.auth)
+    if not route.write:
+        _check_status(server.base_url, route, headers)
+    script, script_args = _script(route)
     busy, single = measure(
         route.label,
         server.base_url + route.path,
         timing,
-        script=load.WRITE_SCRIPT,
-        counts_non_2xx=True,
-        headers=[f"Authorization: Bearer {token}"],
+        script=script,
+        # The write and paths scripts look at every response; report.lua alone leaves
+        # redirects uncounted, which is fine for a fixed path checked beforehand.
+        counts_non_2xx=script in (load.WRITE_SCRIPT, load.PATHS_SCRIPT),
+        headers=wrk_headers(headers),
+        script_args=script_args,
     )
-    return Measured(route.label, busy, single, write=True)
+    return Measured(route.label, busy, single, write=route.write)
 
 
-def _measure_read(server: servers.Server, route: Route, timing: Timing) -> Measured:
-    _check_status(server.base_url, route)
-    script = load.UNCACHED_SCRIPT if route.uncached else load.READ_SCRIPT
-    busy, single = measure(route.label, server.base_url + route.path, timing, script=script)
-    return Measured(route.label, busy, single)
-
-
-def measure_inkwell(dataset: Dataset, measured: list[Route], timing: Timing) -> ServerRun:
-    """The ceiling first, then every route (writes last: they add rows)."""
+def measure_inkwell(
+    dataset: Dataset, measured: list[Route], hot: PathSet, timing: Timing
+) -> ServerRun:
+    """The ceiling first, then every read, the mixed load, and the writes last (the last two
+    add rows). One benchmark user holds the token and the browser session of every run."""
     log(f"{dataset.size.label}: Inkwell")
     with servers.serving(INKWELL_APP, dataset.url, LOG_DIR, CEILING_PATH) as server:
         html = _page(server.base_url)
+        with httpx.Client(base_url=server.base_url, timeout=HTTP_TIMEOUT_S) as client:
+            credentials = sign_in(client)
         busy, single = measure("ceiling", server.base_url + CEILING_PATH, timing)
         results = [Measured(f"ceiling: {CEILING_PATH}", busy, single)]
-        results += [_measure_read(server, route, timing) for route in measured if not route.write]
+        reads = [route for route in measured if not route.write]
+        results += [_measure_route(server, route, timing, credentials) for route in reads]
         rss_after_reads = server.peak_rss_mb()
-        results += [_measure_write(server, route, timing) for route in measured if route.write]
+        under_writes = _measure_mixed(server, hot, credentials, timing)
+        writes = [route for route in measured if route.write]
+        results += [_measure_route(server, route, timing, credentials) for route in writes]
         rss = server.peak_rss_mb()
-    return ServerRun(results, rss, html, rss_after_reads)
+    return ServerRun(results, rss, html, rss_after_reads, under_writes)
+
+
+def _measure_mixed(
+    server: servers.Server, hot: PathSet, credentials: Credentials, timing: Timing
+) -> MixedLoad:
+    _check_status(server.base_url, Route("hot set", hot.sample), {})
+    found = mixed.measure(server.base_url, hot, credentials.token, timing.seconds, timing.warmup)
+    writes = found.writes
+    log(
+        f"  mixed load: {found.alone.rps:,.0f} req/s alone, {found.mixed.rps:,.0f} with "
+        f"{writes.rate:.1f} writes/s ({found.ratio:.2f}x); writes sent {writes.sent}, "
+        f"acknowledged {writes.acknowledged}, readable {writes.readable}, errors {writes.errors}"
+    )
+    return found
 
 
 def _with_counts(route: Measured, counts: dict[str, dict[str, int]]) -> Measured:
@@ -190,13 +227,14 @@ def _with_counts(route: Measured, counts: dict[str, dict[str, int]]) -> Measured
 
 def measure_size(size: datasets.Size, timing: Timing) -> SizeResults:
     dataset = datasets.prepare(size)
-    measured = routes(dataset)
+    crawl, hot = paths.prepare(dataset)
+    measured = routes(dataset, crawl)
     try:
         log(f"{size.label}: counting SQL statements per request")
         counts = sql_counts(dataset, measured)
         floor = measure_floor(dataset, timing)
         tutorial = measure_tutorial(dataset, timing)
-        inkwell = measure_inkwell(dataset, measured, timing)
+        inkwell = measure_inkwell(dataset, measured, hot, timing)
     finally:
         removed = datasets.remove_bench_writers(dataset.path)
         log(f"{size.label}: removed {removed} benchmark writer(s) and their posts")
@@ -211,6 +249,8 @@ def measure_size(size: datasets.Size, timing: Timing) -> SizeResults:
         floor_rss_mb=floor.rss_mb,
         floor_html_matches=floor.home_html == inkwell.home_html,
         references=tutorial,
+        mixed=inkwell.mixed,
+        crawled_paths=crawl.count,
     )
 
 
