@@ -5,6 +5,7 @@ import html
 import re
 import secrets
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Literal
 
 import httpx
@@ -53,6 +54,17 @@ class Route:
         """The path with a cache-busting parameter (for uncached routes)."""
         separator = "&" if "?" in self.path else "?"
         return f"{self.path}{separator}{CACHE_BUSTER}={value}"
+
+    def request_path(self, attempt: int) -> str:
+        """The path of the `attempt`-th of a few single requests (bench/sqlcount.py), as
+        wrk's scripts vary it: a fresh cache buster, or another path of the file, so that
+        a route whose requests miss the page cache under load misses it here too."""
+        if self.uncached:
+            return self.busted(str(attempt))
+        if self.paths_file:
+            listed = Path(self.paths_file).read_text(encoding="utf-8").split()
+            return listed[attempt % len(listed)]
+        return self.path
 
 
 def uncached(route: Route) -> Route:

@@ -40,8 +40,7 @@ def _request(client: TestClient, route: Route, credentials: Credentials, attempt
     if route.write:
         response = client.post(route.path, json=WRITE_BODY, headers=headers)
     else:
-        path = route.busted(str(attempt)) if route.uncached else route.path
-        response = client.get(path, headers=headers)
+        response = client.get(route.request_path(attempt), headers=headers)
     if not response.is_success:
         raise RuntimeError(f"{route.label}: {response.status_code} {response.text[:200]}")
 

@@ -10,7 +10,7 @@ from bench.load import LoadResult
 from bench.mixed import MixedLoad, Writes
 from bench.paths import PathSet
 from bench.report import Measured, SizeResults
-from bench.routes import Credentials, routes, wrk_headers
+from bench.routes import Credentials, Route, routes, wrk_headers
 
 
 def _load(p50_ms: float, rps: float = 1000.0) -> LoadResult:
@@ -256,3 +256,14 @@ def test_the_paths_file_reaches_the_script_after_the_url():
     command = load.wrk_command("http://h/", load.Load(32, 2), load.PATHS_SCRIPT, [], ["f.txt"])
     assert command[-3:] == ["http://h/", "--", "f.txt"]
     assert load.wrk_command("http://h/", load.Load(1, 2), load.READ_SCRIPT, [])[-1] == "http://h/"
+
+
+def test_counted_requests_vary_their_path_as_the_load_does(tmp_path: Path):
+    listed = tmp_path / "paths.txt"
+    listed.write_text("/posts/1/a\n/posts/2/b\n/posts/3/c\n", encoding="utf-8")
+    crawl = Route("random", "/posts/1/a", paths_file=str(listed))
+    assert [crawl.request_path(n) for n in (1, 2, 3)] == ["/posts/2/b", "/posts/3/c", "/posts/1/a"]
+    busted = Route("/ uncached", "/?page=2", uncached=True)
+    assert busted.request_path(7) == "/?page=2&nocache=7"
+    assert Route("/", "/").request_path(7) == "/"
+    assert crawl.path == "/posts/1/a"
