@@ -4,11 +4,11 @@ hot set (readers during the mixed load). Drawn with a seeded generator from the 
 so every run of a dataset reads the same pages."""
 
 import random
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import db
 from bench.datasets import DATA_DIR, Dataset
 
 CRAWL_COUNT = 20_000
@@ -16,8 +16,7 @@ HOT_COUNT = 1_000
 CRAWL_SEED = 16
 HOT_SEED = 61
 
-# Live as Inkwell's `live()` has it: published by now, not hidden (the times as SQLite
-# stores them, as bench/floor.py compares them).
+# Live as Inkwell's `live()` has it: published by now, not hidden.
 LIVE_POSTS_SQL = "SELECT id, slug FROM posts WHERE published_at <= ? AND NOT hidden ORDER BY id"
 
 
@@ -29,12 +28,11 @@ class PathSet:
     sample: str
 
 
-def live_post_paths(database: Path) -> list[str]:
+def live_post_paths(url: str) -> list[str]:
     """Each live post's canonical address, /posts/{id}/{slug}, in id order."""
-    now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
-    with sqlite3.connect(database) as connection:
+    with db.connect(url) as connection:
+        now = connection.moment(datetime.now(UTC))
         rows = connection.execute(LIVE_POSTS_SQL, (now,)).fetchall()
-    connection.close()
     return [f"/posts/{post_id}/{slug}" for post_id, slug in rows]
 
 
@@ -53,8 +51,8 @@ def write(chosen: list[str], file: Path) -> PathSet:
 
 def prepare(dataset: Dataset) -> tuple[PathSet, PathSet]:
     """The crawl sample and the hot set for `dataset`, written under bench/data/."""
-    every = live_post_paths(dataset.path)
-    label = dataset.size.label
+    every = live_post_paths(dataset.url)
+    label = dataset.name
     crawl = write(choose(every, CRAWL_COUNT, CRAWL_SEED), DATA_DIR / f"paths-{label}-crawl.txt")
     hot = write(choose(every, HOT_COUNT, HOT_SEED), DATA_DIR / f"paths-{label}-hot.txt")
     return crawl, hot

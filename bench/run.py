@@ -239,7 +239,7 @@ def measure_size(size: datasets.Size, timing: Timing) -> SizeResults:
         tutorial = measure_tutorial(dataset, timing)
         inkwell = measure_inkwell(dataset, measured, hot, timing)
     finally:
-        removed = datasets.remove_bench_writers(dataset.path)
+        removed = datasets.remove_bench_writers(dataset.url)
         log(f"{size.label}: removed {removed} benchmark writer(s) and their posts")
     ceiling, *inkwell_routes = inkwell.measured
     return SizeResults(
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes, datasets_only = parse_args(argv)
     if datasets_only:
         for size in sizes:
-            log(f"{size.label}: {datasets.prepare(size).path}")
+            log(f"{size.label}: {datasets.prepare(size).url}")
         return 0
     timing = Timing.from_env()
     host = machine.describe(load.wrk_version())

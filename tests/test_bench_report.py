@@ -27,7 +27,7 @@ def _load(p50_ms: float, rps: float = 1000.0) -> LoadResult:
 
 def _size(label: str, c1_p50_ms: float) -> SizeResults:
     """One size whose every route took `c1_p50_ms` at c=1 in the size's own table."""
-    dataset = Dataset(SIZES[label], Path(f"{label}.db"), post_id=1, user_id=1)
+    dataset = Dataset(SIZES[label], f"sqlite:///{label}.db", post_id=1, user_id=1)
     reads = [
         Measured(route, _load(1.0), _load(c1_p50_ms))
         for route in [*report.RATIO_ROUTES, *report.GROWTH_LABELS]
@@ -104,7 +104,7 @@ def _reads_at(rps: dict[str, float], write: LoadResult | None = None) -> SizeRes
     """The 100k results with a floor of FLOOR_RPS req/s, each route of `rps` at its rate
     (and the older targets' routes at the floor's); a label starting with "tutorial: " is a
     reference app's route."""
-    dataset = Dataset(SIZES["100k"], Path("100k.db"), post_id=1, user_id=1)
+    dataset = Dataset(SIZES["100k"], "sqlite:///100k.db", post_id=1, user_id=1)
     floor = Measured("floor", _load(1.0, rps=FLOOR_RPS), _load(0.2))
     older = dict.fromkeys([*report.RATIO_ROUTES, report.SEARCH_UNCACHED], FLOOR_RPS)
     measured = {
@@ -140,7 +140,7 @@ def test_every_miss_path_route_is_held_to_half_the_floor():
 
 
 def test_the_miss_path_routes_are_the_ones_the_benchmark_measures():
-    dataset = Dataset(SIZES["100k"], Path("100k.db"), post_id=7, user_id=3, post_slug="s")
+    dataset = Dataset(SIZES["100k"], "sqlite:///100k.db", post_id=7, user_id=3, post_slug="s")
     crawled = PathSet(Path("crawl.txt"), 2, "/posts/9/t")
     measured = {route.label: route for route in routes(dataset, crawled)}
     assert set(report.MISS_ROUTES) <= set(measured)
