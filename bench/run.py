@@ -5,15 +5,21 @@ then serve the floor (bench/floor.py) and Inkwell (bench/ceiling_app.py) in turn
 uvicorn and drive every route with wrk. Prints a Markdown report and writes it to
 bench/results/<date>.md.
 
+With --postgres (or BENCH_POSTGRES=1) the same routes run on PostgreSQL: a throwaway server
+(bench/postgres.py), each dataset seeded there, the floor reading it through psycopg; the
+report goes to bench/results/<date>-postgres.md.
+
 Environment: BENCH_SECONDS (default 15) per measured run, BENCH_WARMUP (default 5) before
 each route; SIZES when no sizes are given on the command line.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -23,6 +29,7 @@ import httpx
 
 from bench import datasets, growth, load, machine, mixed, paths, report, servers
 from bench.datasets import Dataset
+from bench.growth import Growth
 from bench.load import Load, LoadResult
 from bench.mixed import MixedLoad
 from bench.paths import PathSet
@@ -228,8 +235,10 @@ def _with_counts(route: Measured, counts: dict[str, dict[str, int]]) -> Measured
     return replace(route, queries=found["queries"], transactions=found["transactions"])
 
 
-def measure_size(size: datasets.Size, timing: Timing) -> SizeResults:
-    dataset = datasets.prepare(size)
+def measure_size(
+    size: datasets.Size, timing: Timing, postgres: datasets.Cluster | None = None
+) -> SizeResults:
+    dataset = datasets.prepare(size, postgres)
     crawl, hot = paths.prepare(dataset)
     measured = routes(dataset, crawl)
     try:
@@ -260,8 +269,16 @@ def measure_size(size: datasets.Size, timing: Timing) -> SizeResults:
 # ---------------------------------------------------------------- the command
 
 
-def parse_args(argv: list[str] | None) -> tuple[list[datasets.Size], bool]:
-    """The sizes to measure (smallest first) and whether to stop once the datasets exist."""
+@dataclass(frozen=True)
+class Options:
+    sizes: list[datasets.Size]
+    datasets_only: bool
+    postgres: bool
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    """The sizes to measure (smallest first), whether to stop once the datasets exist, and
+    whether to run on PostgreSQL."""
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__,
@@ -275,7 +292,15 @@ def parse_args(argv: list[str] | None) -> tuple[list[datasets.Size], bool]:
     parser.add_argument(
         "--datasets-only", action="store_true", help="build (or migrate) the datasets and stop"
     )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        default=os.environ.get("BENCH_POSTGRES", "") not in ("", "0"),
+        help="run on a throwaway PostgreSQL server (default: $BENCH_POSTGRES, else SQLite)",
+    )
     args = parser.parse_args(argv)
+    if args.postgres and args.datasets_only:
+        parser.error("PostgreSQL datasets are built on each run's own server; nothing to keep")
     labels = args.sizes or os.environ.get("SIZES", "1k 100k").split()
     unknown = [label for label in labels if label.lower() not in datasets.SIZES]
     if unknown:
@@ -283,13 +308,39 @@ def parse_args(argv: list[str] | None) -> tuple[list[datasets.Size], bool]:
     chosen = {label.lower() for label in labels}
     # Always smallest first: the growth figures compare the first size with the last.
     sizes = [size for label, size in datasets.SIZES.items() if label in chosen]
-    return sizes, args.datasets_only
+    return Options(sizes, args.datasets_only, args.postgres)
+
+
+@contextlib.contextmanager
+def database_server(postgres: bool) -> Iterator[datasets.Cluster | None]:
+    """The PostgreSQL server of a --postgres run, for as long as the run lasts; else none."""
+    if not postgres:
+        yield None
+        return
+    from bench import postgres as throwaway  # imports psycopg and the test suite's helper
+
+    with throwaway.server() as cluster:
+        yield cluster
+
+
+def measure_all(options: Options, timing: Timing) -> tuple[list[SizeResults], Growth | None]:
+    with database_server(options.postgres) as cluster:
+        all_results = [measure_size(size, timing, cluster) for size in options.sizes]
+        if len(all_results) < 2:
+            return all_results, None
+        found_growth = growth.measure(
+            [results.dataset for results in all_results],
+            report.GROWTH_LABELS,
+            seconds=max(2.0, timing.seconds / 5),
+            warmup=min(1.0, timing.warmup),
+        )
+    return all_results, found_growth
 
 
 def main(argv: list[str] | None = None) -> int:
-    sizes, datasets_only = parse_args(argv)
-    if datasets_only:
-        for size in sizes:
+    options = parse_args(argv)
+    if options.datasets_only:
+        for size in options.sizes:
             log(f"{size.label}: {datasets.prepare(size).url}")
         return 0
     timing = Timing.from_env()
@@ -299,23 +350,16 @@ def main(argv: list[str] | None = None) -> int:
             f"WARNING: 1-min load average is {host.load_at_start[0]:.2f} (> {machine.BUSY_LOAD}); "
             "other work is competing for the CPU and the numbers will be unreliable"
         )
-    all_results = [measure_size(size, timing) for size in sizes]
-    found_growth = None
-    if len(all_results) > 1:
-        found_growth = growth.measure(
-            [results.dataset for results in all_results],
-            report.GROWTH_LABELS,
-            seconds=max(2.0, timing.seconds / 5),
-            warmup=min(1.0, timing.warmup),
-        )
+    all_results, found_growth = measure_all(options, timing)
     today = date.today().isoformat()
+    database = "PostgreSQL" if options.postgres else "SQLite"
     title = (
-        f"Inkwell benchmark, {today} ({timing.seconds:g} s per run, "
-        f"{timing.warmup:g} s warm-up, sizes {' '.join(size.label for size in sizes)})"
+        f"Inkwell benchmark, {today}, {database} ({timing.seconds:g} s per run, "
+        f"{timing.warmup:g} s warm-up, sizes {' '.join(size.label for size in options.sizes)})"
     )
     text = report.render(host, all_results, title, found_growth)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{today}.md"
+    path = RESULTS_DIR / f"{today}{'-postgres' if options.postgres else ''}.md"
     path.write_text(text, encoding="utf-8")
     print(text)
     log(f"written to {path.relative_to(servers.ROOT)}")
