@@ -9,6 +9,7 @@ readable through the API."""
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -24,6 +25,12 @@ READERS = 32
 HTTP_TIMEOUT_S = 30
 # Writes that may wait for their answer at once: 20/s at 200 ms each is 4.
 IN_FLIGHT = 16
+# Each worker caches pages of its own, and random reads of 1,000 pages take thousands of
+# requests to have asked every worker for every page: until then the rate climbs, and a
+# read-only run measured too early would be flattered by the mixed run after it.
+MIN_WARM_ROUND_S = 1.0
+MAX_WARM_ROUNDS = 8
+STEADY_CHANGE = 0.1
 TRANSPORT_ERROR = "transport error"
 
 
@@ -55,6 +62,8 @@ class MixedLoad:
     mixed: LoadResult
     writes: Writes
     write_rate: float = WRITES_PER_S
+    # Warm-up rounds run before the read-only figure (see warm_up).
+    warm_rounds: int = 0
 
     @property
     def ratio(self) -> float:
@@ -118,8 +127,23 @@ def readable(base_url: str, post_ids: list[int]) -> int:
         return sum(client.get(f"/api/posts/{post_id}").status_code == 200 for post_id in post_ids)
 
 
+def steady(rates: list[float]) -> bool:
+    """Whether the last two warm-up rounds read at about the same rate."""
+    return len(rates) >= 2 and abs(rates[-1] - rates[-2]) <= STEADY_CHANGE * rates[-2]
+
+
+def warm_up(read: Callable[[float], LoadResult], seconds: float) -> int:
+    """Read in rounds of `seconds` until the rate stops climbing (each worker's page cache
+    holds the hot set) or MAX_WARM_ROUNDS have run; how many rounds ran."""
+    rates: list[float] = []
+    while len(rates) < MAX_WARM_ROUNDS and not steady(rates):
+        rates.append(read(seconds).rps)
+    return len(rates)
+
+
 def measure(base_url: str, hot: PathSet, token: str, seconds: float, warmup: float) -> MixedLoad:
-    """Warm the hot set, read it alone, then read it again with the writer running."""
+    """Warm the hot set until the read rate is steady, read it alone, then read it again
+    with the writer running."""
 
     def read(duration: float) -> LoadResult:
         return load.run(
@@ -130,8 +154,7 @@ def measure(base_url: str, hot: PathSet, token: str, seconds: float, warmup: flo
             script_args=[str(hot.file)],
         )
 
-    if warmup > 0:
-        read(warmup)
+    warm_rounds = warm_up(read, max(warmup, MIN_WARM_ROUND_S))
     alone = read(seconds)
     writer = PacedWriter(base_url, token, WRITES_PER_S)
     writer.start()
@@ -139,6 +162,5 @@ def measure(base_url: str, hot: PathSet, token: str, seconds: float, warmup: flo
         mixed = read(seconds)
     finally:
         writes = writer.stop()
-    return MixedLoad(
-        hot.count, alone, mixed, replace(writes, readable=readable(base_url, writer.created))
-    )
+    checked = replace(writes, readable=readable(base_url, writer.created))
+    return MixedLoad(hot.count, alone, mixed, checked, warm_rounds=warm_rounds)

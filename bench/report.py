@@ -224,7 +224,8 @@ def _mixed_lines(found: MixedLoad) -> list[str]:
     return [
         f"Mixed load: {READERS} connections read random pages of {found.hot_paths:,} hot "
         f"posts, alone and then while one client sends `{WRITE_ROUTE}` at "
-        f"{found.write_rate:g}/s (bench/mixed.py).",
+        f"{found.write_rate:g}/s (bench/mixed.py), after {found.warm_rounds} warm-up rounds "
+        "that ran until the read rate was steady.",
         "",
         "| reads | req/s | p50 ms | p99 ms | errors |",
         "| --- | ---: | ---: | ---: | ---: |",

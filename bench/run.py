@@ -215,13 +215,11 @@ def _measure_mixed(
     server: servers.Server, hot: PathSet, credentials: Credentials, timing: Timing
 ) -> MixedLoad:
     _check_status(server.base_url, Route("hot set", hot.sample), {})
-    # The hot set is larger than a worker's page cache holds (web/pagecache.py), so the
-    # read-only run must start from the steady state the mixed run will find, not from cold.
-    warmup = max(timing.warmup, timing.seconds)
-    found = mixed.measure(server.base_url, hot, credentials.token, timing.seconds, warmup)
+    found = mixed.measure(server.base_url, hot, credentials.token, timing.seconds, timing.warmup)
     writes = found.writes
     log(
-        f"  mixed load: {found.alone.rps:,.0f} req/s alone, {found.mixed.rps:,.0f} with "
+        f"  mixed load (after {found.warm_rounds} warm-up rounds): "
+        f"{found.alone.rps:,.0f} req/s alone, {found.mixed.rps:,.0f} with "
         f"{writes.rate:.1f} writes/s ({found.ratio:.2f}x); writes sent {writes.sent}, "
         f"acknowledged {writes.acknowledged}, readable {writes.readable}, errors {writes.errors}"
     )

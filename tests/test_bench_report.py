@@ -3,7 +3,7 @@
 from dataclasses import replace
 from pathlib import Path
 
-from bench import load, paths, report
+from bench import load, mixed, paths, report
 from bench.datasets import SIZES, Dataset
 from bench.growth import Growth
 from bench.load import LoadResult
@@ -267,3 +267,18 @@ def test_counted_requests_vary_their_path_as_the_load_does(tmp_path: Path):
     assert busted.request_path(7) == "/?page=2&nocache=7"
     assert Route("/", "/").request_path(7) == "/"
     assert crawl.path == "/posts/1/a"
+
+
+def test_the_hot_set_is_warmed_until_the_read_rate_stops_climbing():
+    climbing = iter([100.0, 300.0, 500.0, 540.0, 9999.0])
+    asked: list[float] = []
+
+    def read(seconds: float) -> LoadResult:
+        asked.append(seconds)
+        return _load(1.0, rps=next(climbing))
+
+    assert mixed.warm_up(read, 2.0) == 4  # 540 is within 10 % of 500
+    assert asked == [2.0] * 4
+    assert not mixed.steady([100.0]) and mixed.steady([500.0, 450.0])
+    doubling = iter(2.0**n for n in range(20))
+    assert mixed.warm_up(lambda _: _load(1.0, rps=next(doubling)), 1.0) == 8  # capped
