@@ -25,12 +25,15 @@ READERS = 32
 HTTP_TIMEOUT_S = 30
 # Writes that may wait for their answer at once: 20/s at 200 ms each is 4.
 IN_FLIGHT = 16
-# Each worker caches pages of its own, and random reads of 1,000 pages take thousands of
-# requests to have asked every worker for every page: until then the rate climbs, and a
-# read-only run measured too early would be flattered by the mixed run after it.
+# Each worker caches pages of its own, and random reads take thousands of requests to have
+# asked every worker for every page of the hot set: until then the rate climbs, and a
+# read-only run measured too early would make the mixed run after it look faster. 8 reads
+# per page are about 4 per page for each of 2 workers, which leaves some 2 % of the pages
+# (e^-4) unasked on each. Rate alone is no guide: on a shared machine it wobbles by more
+# than the last of the climb.
+WARM_READS_PER_PAGE = 8
 MIN_WARM_ROUND_S = 1.0
-MAX_WARM_ROUNDS = 8
-STEADY_CHANGE = 0.1
+MAX_WARM_S = 60.0
 TRANSPORT_ERROR = "transport error"
 
 
@@ -127,23 +130,19 @@ def readable(base_url: str, post_ids: list[int]) -> int:
         return sum(client.get(f"/api/posts/{post_id}").status_code == 200 for post_id in post_ids)
 
 
-def steady(rates: list[float]) -> bool:
-    """Whether the last two warm-up rounds read at about the same rate."""
-    return len(rates) >= 2 and abs(rates[-1] - rates[-2]) <= STEADY_CHANGE * rates[-2]
-
-
-def warm_up(read: Callable[[float], LoadResult], seconds: float) -> int:
-    """Read in rounds of `seconds` until the rate stops climbing (each worker's page cache
-    holds the hot set) or MAX_WARM_ROUNDS have run; how many rounds ran."""
-    rates: list[float] = []
-    while len(rates) < MAX_WARM_ROUNDS and not steady(rates):
-        rates.append(read(seconds).rps)
-    return len(rates)
+def warm_up(read: Callable[[float], LoadResult], seconds: float, requests: int) -> int:
+    """Read in rounds of `seconds` until `requests` have been made, or MAX_WARM_S have
+    passed; how many rounds ran."""
+    made, rounds = 0, 0
+    while made < requests and rounds * seconds < MAX_WARM_S:
+        made += read(seconds).requests
+        rounds += 1
+    return rounds
 
 
 def measure(base_url: str, hot: PathSet, token: str, seconds: float, warmup: float) -> MixedLoad:
-    """Warm the hot set until the read rate is steady, read it alone, then read it again
-    with the writer running."""
+    """Warm the hot set (see WARM_READS_PER_PAGE), read it alone, then read it again with
+    the writer running."""
 
     def read(duration: float) -> LoadResult:
         return load.run(
@@ -154,7 +153,7 @@ def measure(base_url: str, hot: PathSet, token: str, seconds: float, warmup: flo
             script_args=[str(hot.file)],
         )
 
-    warm_rounds = warm_up(read, max(warmup, MIN_WARM_ROUND_S))
+    warm_rounds = warm_up(read, max(warmup, MIN_WARM_ROUND_S), WARM_READS_PER_PAGE * hot.count)
     alone = read(seconds)
     writer = PacedWriter(base_url, token, WRITES_PER_S)
     writer.start()

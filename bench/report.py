@@ -7,7 +7,7 @@ from bench.datasets import Dataset
 from bench.growth import Growth
 from bench.load import LoadResult
 from bench.machine import Machine
-from bench.mixed import READERS, MixedLoad
+from bench.mixed import READERS, WARM_READS_PER_PAGE, MixedLoad
 from bench.routes import (
     API_POST,
     API_POSTS,
@@ -225,7 +225,8 @@ def _mixed_lines(found: MixedLoad) -> list[str]:
         f"Mixed load: {READERS} connections read random pages of {found.hot_paths:,} hot "
         f"posts, alone and then while one client sends `{WRITE_ROUTE}` at "
         f"{found.write_rate:g}/s (bench/mixed.py), after {found.warm_rounds} warm-up rounds "
-        "that ran until the read rate was steady.",
+        f"(until {WARM_READS_PER_PAGE} reads per hot page were made, so that the read-only "
+        "figure is not a cold one).",
         "",
         "| reads | req/s | p50 ms | p99 ms | errors |",
         "| --- | ---: | ---: | ---: | ---: |",
