@@ -1,11 +1,16 @@
 """Benchmark datasets: SQLite files built with the project's own `inkwell seed` command, cached
-in bench/data/ and reused when present (brought up to the latest migration on every run)."""
+in bench/data/ and reused when present (brought up to the latest migration on every run); or,
+for a PostgreSQL run, databases built the same way on a throwaway server (bench/postgres.py)
+every time."""
 
 import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+
+from bench import db
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -34,7 +39,8 @@ SIZES = {
 @dataclass(frozen=True)
 class Dataset:
     size: Size
-    path: Path
+    # SQLAlchemy's URL of the database: a SQLite file or a PostgreSQL database.
+    url: str
     # An existing post (from the middle of the table) and its author, for the detail routes.
     post_id: int
     user_id: int
@@ -42,8 +48,15 @@ class Dataset:
     post_slug: str = "post"
 
     @property
-    def url(self) -> str:
-        return sqlite_url(self.path)
+    def name(self) -> str:
+        """The size, and the database when it is not SQLite: what files about it are named."""
+        return self.size.label if db.is_sqlite(self.url) else f"{self.size.label}-postgres"
+
+
+class Cluster(Protocol):
+    """A database server that makes empty databases (tests/support/pg.py's does)."""
+
+    def create_database(self, name: str) -> str: ...
 
 
 def sqlite_url(path: Path) -> str:
@@ -59,10 +72,10 @@ def inkwell(*args: str) -> list[str]:
     return [sys.executable, "-m", "cli", *args]
 
 
-def migrate(path: Path) -> None:
-    """`inkwell migrate` on the file (a no-op when it is up to date)."""
+def migrate(url: str) -> None:
+    """`inkwell migrate` on the database (a no-op when it is up to date)."""
     subprocess.run(
-        inkwell("migrate", "--database-url", sqlite_url(path)),
+        inkwell("migrate", "--database-url", url),
         cwd=ROOT,
         check=True,
         capture_output=True,
@@ -70,7 +83,7 @@ def migrate(path: Path) -> None:
     )
 
 
-def _seed(path: Path, size: Size) -> None:
+def _seed(url: str, size: Size) -> None:
     command = inkwell(
         "seed",
         "--users",
@@ -78,7 +91,7 @@ def _seed(path: Path, size: Size) -> None:
         "--posts",
         str(size.posts),
         "--database-url",
-        sqlite_url(path),
+        url,
     )
     timeout = max(SEED_MIN_TIMEOUT_S, size.posts * SEED_SECONDS_PER_POST)
     # The seed command's progress bar goes to stderr, where the person running this sees it.
@@ -98,46 +111,54 @@ def build(size: Size, path: Path) -> None:
     for leftover in _sidecars(partial):
         leftover.unlink(missing_ok=True)
     print(f"bench: building the {size.label} dataset ({size.posts:,} posts)", file=sys.stderr)
-    migrate(partial)
-    _seed(partial, size)
+    migrate(sqlite_url(partial))
+    _seed(sqlite_url(partial), size)
     _checkpoint(partial)
     for sidecar in _sidecars(partial)[1:]:
         sidecar.unlink(missing_ok=True)
     partial.rename(path)
 
 
-def remove_bench_writers(path: Path) -> int:
+def remove_bench_writers(url: str) -> int:
     """Delete the users the write benchmark created; their posts and tokens cascade."""
-    with sqlite3.connect(path, timeout=30) as connection:
-        connection.execute("PRAGMA foreign_keys=ON")
-        deleted = connection.execute(
+    with db.connect(url) as connection:
+        deleted: int = connection.execute(
             "DELETE FROM users WHERE username LIKE ? ESCAPE '\\'",
             (WRITER_PREFIX.replace("_", "\\_") + "%",),
         ).rowcount
-    connection.close()
     return deleted
 
 
-def _sample_ids(path: Path) -> tuple[int, int, str]:
-    with sqlite3.connect(path) as connection:
+def _sample_ids(url: str) -> tuple[int, int, str]:
+    with db.connect(url) as connection:
         (max_id,) = connection.execute("SELECT max(id) FROM posts").fetchone()
         row = connection.execute(
             "SELECT id, user_id, slug FROM posts WHERE id >= ? ORDER BY id LIMIT 1",
             ((max_id or 0) // 2,),
         ).fetchone()
-    connection.close()
     if row is None:
-        raise RuntimeError(f"{path} has no posts")
+        raise RuntimeError(f"{url} has no posts")
     return row[0], row[1], row[2]
 
 
-def prepare(size: Size) -> Dataset:
-    """The dataset for `size`: built if missing, migrated, cleared of earlier benchmark writes."""
+def _ready(size: Size, url: str) -> Dataset:
+    """The dataset at `url`, migrated and cleared of earlier benchmark writes."""
+    migrate(url)
+    remove_bench_writers(url)
+    post_id, user_id, slug = _sample_ids(url)
+    return Dataset(size, url, post_id, user_id, slug)
+
+
+def prepare(size: Size, postgres: Cluster | None = None) -> Dataset:
+    """The dataset for `size`: on SQLite, built if missing; on `postgres`, built now."""
+    if postgres is not None:
+        url = postgres.create_database(f"inkwell_{size.label}")
+        print(f"bench: seeding the {size.label} dataset on PostgreSQL", file=sys.stderr)
+        migrate(url)
+        _seed(url, size)
+        return _ready(size, url)
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     path = DATA_DIR / f"inkwell-{size.label}.db"
     if not path.exists():
         build(size, path)
-    migrate(path)
-    remove_bench_writers(path)
-    post_id, user_id, slug = _sample_ids(path)
-    return Dataset(size, path, post_id, user_id, slug)
+    return _ready(size, sqlite_url(path))

@@ -9,18 +9,20 @@ post shows on the very next request, as it must in Inkwell.
 
     DATABASE_URL=sqlite:///bench/data/inkwell-1k.db uvicorn bench.floor:app --workers 2
 
-It answers `GET /` only (page 1); everything else is a 404.
+It answers `GET /` only (page 1); everything else is a 404. On PostgreSQL (a
+`postgresql+psycopg://` URL) it runs the same statements through psycopg (bench/db.py).
 """
 
 import hashlib
 import os
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader
 from starlette.types import Receive, Scope, Send
+
+from bench import db
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = ROOT / "static"
@@ -40,7 +42,7 @@ AHEAD_SQL = """
     SELECT count(*) FROM (
         SELECT p.id FROM posts AS p WHERE p.published_at <= ? AND NOT p.hidden
         ORDER BY p.published_at DESC, p.id DESC LIMIT ? OFFSET ?
-    )
+    ) AS ahead
 """
 
 _environment = Environment(
@@ -50,13 +52,8 @@ TEMPLATE = _environment.get_template("floor_home.html")
 HTML_HEADERS = [(b"content-type", b"text/html; charset=utf-8")]
 
 
-def database_path() -> str:
-    """The SQLite file named by DATABASE_URL (`sqlite:///relative` or `sqlite:////absolute`)."""
-    url = os.environ.get("DATABASE_URL", "sqlite:///./blog.db")
-    prefix = "sqlite:///"
-    if not url.startswith(prefix):
-        raise RuntimeError(f"the floor serves SQLite only, not {url!r}")
-    return url[len(prefix) :]
+def database_url() -> str:
+    return os.environ.get("DATABASE_URL", "sqlite:///./blog.db")
 
 
 def fingerprint(path: str) -> str:
@@ -70,7 +67,7 @@ def long_date(value: datetime) -> str:
 
 def post_view(row: tuple[Any, ...]) -> dict[str, Any]:
     post_id, slug, title, excerpt, minutes, published, user_id, username, image_file = row
-    date = datetime.fromisoformat(published).replace(tzinfo=UTC)
+    date = db.read_moment(published)
     return {
         "id": post_id,
         "slug": slug,
@@ -86,18 +83,19 @@ def post_view(row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 class Floor:
-    """One SQLite connection per worker process, opened at startup."""
+    """One database connection per worker process, opened at startup. Statements run on
+    the event loop itself: a worker serves one request at a time, and a hand-off to a
+    thread would be a cost the floor does not owe."""
 
     def __init__(self) -> None:
-        self.connection: sqlite3.Connection | None = None
+        self.connection: db.Connection | None = None
         self.css_version = fingerprint("css/style.css")
         self.avatar_version = fingerprint("profile_pics/default.jpg")
         self.icon_version = fingerprint("favicon.svg")
         self.touch_icon_version = fingerprint("apple-touch-icon.png")
 
     def open(self) -> None:
-        self.connection = sqlite3.connect(database_path(), isolation_level=None)
-        self.connection.execute("PRAGMA busy_timeout=5000")
+        self.connection = db.Connection(database_url())
 
     def close(self) -> None:
         if self.connection is not None:
@@ -106,8 +104,8 @@ class Floor:
 
     def render_home(self, origin: str) -> bytes:
         assert self.connection is not None, "lifespan startup did not run"
-        # Live posts only, as SQLite stores the time (what Inkwell's `live()` compares).
-        now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
+        # Live posts only, as the database stores the time (what Inkwell's `live()` compares).
+        now = self.connection.moment(datetime.now(UTC))
         rows = self.connection.execute(POSTS_SQL, (now, PAGE_SIZE)).fetchall()
         cap = LOOKAHEAD_PAGES * PAGE_SIZE
         (ahead,) = self.connection.execute(AHEAD_SQL, (now, cap, PAGE_SIZE)).fetchone()

@@ -10,6 +10,8 @@ LUA_DIR = Path(__file__).resolve().parent / "lua"
 READ_SCRIPT = LUA_DIR / "report.lua"
 WRITE_SCRIPT = LUA_DIR / "post.lua"
 UNCACHED_SCRIPT = LUA_DIR / "uncached.lua"
+# Takes a file of paths as its argument (bench/paths.py) and counts every non-200.
+PATHS_SCRIPT = LUA_DIR / "paths.lua"
 RESULT_MARKER = "BENCH_RESULT "
 # wrk's own per-request timeout; slower responses count as timeouts.
 REQUEST_TIMEOUT = "10s"
@@ -71,7 +73,9 @@ def wrk_version() -> str:
     return (result.stdout or result.stderr).split("Copyright")[0].strip()
 
 
-def wrk_command(url: str, load: Load, script: Path, headers: list[str]) -> list[str]:
+def wrk_command(
+    url: str, load: Load, script: Path, headers: list[str], script_args: list[str] | None = None
+) -> list[str]:
     command = [
         wrk_path(),
         "--threads",
@@ -87,7 +91,8 @@ def wrk_command(url: str, load: Load, script: Path, headers: list[str]) -> list[
     ]
     for header in headers:
         command += ["--header", header]
-    return [*command, url]
+    # wrk hands what follows `--` to the script's init(args).
+    return [*command, url, *(["--", *script_args] if script_args else [])]
 
 
 def parse(output: str, *, counts_non_2xx: bool) -> LoadResult:
@@ -116,10 +121,12 @@ def run(
     *,
     counts_non_2xx: bool = False,
     headers: list[str] | None = None,
+    script_args: list[str] | None = None,
 ) -> LoadResult:
-    """One wrk run against `url` with `script`; `counts_non_2xx` when the script counts them."""
+    """One wrk run against `url` with `script` (and its `script_args`); `counts_non_2xx`
+    when the script counts refused responses itself."""
     result = subprocess.run(
-        wrk_command(url, load, script, headers or []),
+        wrk_command(url, load, script, headers or [], script_args),
         capture_output=True,
         text=True,
         timeout=load.seconds + SUBPROCESS_MARGIN_S,

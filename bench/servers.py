@@ -112,19 +112,23 @@ def _wait_until_up(server: Server, probe_path: str) -> None:
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"server exited:\n{_tail(server.log_path)}")
-        if server.log_path.read_bytes().count(READY_LINE) >= WORKERS and _answers(
-            server.base_url + probe_path
-        ):
-            return
+        if server.log_path.read_bytes().count(READY_LINE) >= WORKERS:
+            status = _probe(server.base_url + probe_path)
+            if status == 200:
+                return
+            # A broken app would otherwise be waited for until the start-up timeout.
+            if status is not None and status >= 500:
+                raise RuntimeError(f"{probe_path} answered {status}:\n{_tail(server.log_path)}")
         time.sleep(0.2)
     raise RuntimeError(f"server did not start in {STARTUP_TIMEOUT_S} s:\n{_tail(server.log_path)}")
 
 
-def _answers(url: str) -> bool:
+def _probe(url: str) -> int | None:
+    """The status `url` answers with, or None while nothing listens."""
     try:
-        return httpx.get(url, timeout=PROBE_TIMEOUT_S).status_code == 200
+        return httpx.get(url, timeout=PROBE_TIMEOUT_S).status_code
     except httpx.TransportError:
-        return False
+        return None
 
 
 def _tail(path: Path, lines: int = 30) -> str:

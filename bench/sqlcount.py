@@ -1,9 +1,10 @@
 """SQL statements per request, counted in-process.
 
-    DATABASE_URL=sqlite:///... python -m bench.sqlcount '[["/", "/", false], ...]'
+    DATABASE_URL=sqlite:///... python -m bench.sqlcount '[{"label": "/", "path": "/"}, ...]'
 
 Builds the app on the dataset, makes one warm-up request per route and then one counted
-request, with a `before_cursor_execute` listener on the app's engine. Prints one line:
+request, with a `before_cursor_execute` listener on the app's engine; a route that reads as a
+logged-in user or with a token sends the cookie or token of a user made for it. Prints one line:
 `SQLCOUNT {"<label>": {"queries": n, "transactions": m}, ...}`, where transactions are the
 BEGIN/COMMIT/ROLLBACK statements and queries everything else.
 """
@@ -15,7 +16,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from bench.routes import WRITE_BODY, Route, create_writer
+from bench.routes import WRITE_BODY, Credentials, Route, sign_in
 from main import create_app
 
 MARKER = "SQLCOUNT "
@@ -34,12 +35,12 @@ class Counter:
             self.queries += 1
 
 
-def _request(client: TestClient, route: Route, token: str, attempt: int) -> None:
+def _request(client: TestClient, route: Route, credentials: Credentials, attempt: int) -> None:
+    headers = credentials.headers(route.auth)
     if route.write:
-        headers = {"Authorization": f"Bearer {token}"}
         response = client.post(route.path, json=WRITE_BODY, headers=headers)
     else:
-        response = client.get(route.busted(str(attempt)) if route.uncached else route.path)
+        response = client.get(route.request_path(attempt), headers=headers)
     if not response.is_success:
         raise RuntimeError(f"{route.label}: {response.status_code} {response.text[:200]}")
 
@@ -49,13 +50,13 @@ def count(routes: list[Route]) -> dict[str, dict[str, int]]:
     engine = app.state.database.engine
     counts: dict[str, dict[str, int]] = {}
     with TestClient(app, base_url="http://127.0.0.1") as client:
-        token = create_writer(client)
+        credentials = sign_in(client)
         for route in routes:
-            _request(client, route, token, attempt=1)
+            _request(client, route, credentials, attempt=1)
             counter = Counter()
             event.listen(engine, "before_cursor_execute", counter)
             try:
-                _request(client, route, token, attempt=2)
+                _request(client, route, credentials, attempt=2)
             finally:
                 event.remove(engine, "before_cursor_execute", counter)
             counts[route.label] = {
@@ -66,8 +67,8 @@ def count(routes: list[Route]) -> dict[str, dict[str, int]]:
 
 
 def main(argv: list[str]) -> None:
-    specs: list[list[Any]] = json.loads(argv[0])
-    routes = [Route(*spec) for spec in specs]
+    specs: list[dict[str, Any]] = json.loads(argv[0])
+    routes = [Route(**spec) for spec in specs]
     print(MARKER + json.dumps(count(routes)), flush=True)
 
 

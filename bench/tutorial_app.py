@@ -20,9 +20,11 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import ForeignKey, create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite:///./blog.db")
 engine = create_engine(
-    os.environ.get("DATABASE_URL", "sqlite:///./blog.db"),
-    connect_args={"check_same_thread": False},
+    DATABASE_URL,
+    # The tutorials' SQLite setting (sync routes run on a thread pool); PostgreSQL has none.
+    connect_args={"check_same_thread": False} if DATABASE_URL.startswith("sqlite") else {},
 )
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "tutorial_templates")
 
