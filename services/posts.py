@@ -6,11 +6,12 @@ scheduled post goes live at its moment with nothing to run.
 """
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, select, tuple_, update
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, select, tuple_, update
 from sqlalchemy.orm import Session, defer, joinedload, lazyload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -109,21 +110,74 @@ def get_post(
     return post
 
 
+# Listings are read on most requests, so their statements are built once per shape (whose
+# filters apply, and whether the page starts at the top) with every value a parameter:
+# SQLAlchemy then finds each one compiled without working out its cache key again.
+LIMIT, OFFSET = bindparam("limit", type_=Integer), bindparam("offset")
+AHEAD_CAP, AHEAD_START = bindparam("ahead_cap", type_=Integer), bindparam("ahead_start")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Which filters a listing applies."""
+
+    by_author: bool
+    by_tag: bool
+    include_unpublished: bool
+
+
+@lru_cache(maxsize=64)
+def _rows(shape: Shape) -> Select[tuple[Post]]:
+    rows = select(Post)
+    if not shape.include_unpublished:
+        rows = rows.where(live_post(validity.NOW))
+    if shape.by_author:
+        rows = rows.where(Post.user_id == bindparam("author_id"))
+    if shape.by_tag:
+        rows = rows.where(Post.id.in_(tags.posts_tagged(bindparam("tag_id"))))
+    return rows
+
+
+@lru_cache(maxsize=64)
+def _page_rows(shape: Shape, *, from_start: bool) -> Select[tuple[Post]]:
+    """This page's posts, newest first (columns chosen with `with_only_columns`)."""
+    rows = _rows(shape)
+    if not from_start:
+        rows = _from_position(rows, keyed=not shape.include_unpublished)
+    return _newest_first(rows).limit(LIMIT)
+
+
+@lru_cache(maxsize=64)
+def _page_entries(shape: Shape, *, from_start: bool) -> Select[Any]:
+    page = _page_rows(shape, from_start=from_start).with_only_columns(*validity.STAMP_COLUMNS)
+    return page.join(User, User.id == Post.user_id)
+
+
+@lru_cache(maxsize=64)
+def _page_posts(shape: Shape, *, from_start: bool) -> Select[tuple[Post]]:
+    return _page_rows(shape, from_start=from_start).options(joinedload(Post.author))
+
+
+@lru_cache(maxsize=64)
+def _count_ahead(shape: Shape) -> Select[tuple[int]]:
+    """How many rows follow the page, counting no further than the cap."""
+    window = _newest_first(_rows(shape).with_only_columns(Post.id))
+    window_rows = window.limit(AHEAD_CAP).offset(AHEAD_START).subquery()
+    return select(func.count()).select_from(window_rows)
+
+
 @dataclass(frozen=True)
 class Listing:
     """Which posts a listing holds and where its page starts (what list_posts and
     list_entries share)."""
 
-    rows: Select[tuple[Post]]
+    shape: Shape
     offset: int
     per_page: int
-    keyed: bool
+    filters: dict[str, object]
 
-    def page_rows(self) -> Select[tuple[Post]]:
-        """This page's posts, newest first (columns chosen with `with_only_columns`)."""
-        return _newest_first(_from_position(self.rows, self.offset, keyed=self.keyed)).limit(
-            self.per_page
-        )
+    def parameters(self, *, rows: int) -> dict[str, object]:
+        return {**self.filters, "now": utcnow(), "offset": self.offset, "limit": rows}
 
 
 def _listing(
@@ -134,21 +188,20 @@ def _listing(
     tag_id: int | None,
     include_unpublished: bool,
 ) -> Listing:
-    rows = select(Post)
-    if not include_unpublished:
-        rows = rows.where(live())
-    if author_id is not None:
-        rows = rows.where(Post.user_id == author_id)
-    if tag_id is not None:
-        rows = rows.where(Post.id.in_(tags.posts_tagged(tag_id)))
-    return Listing(rows, (page - 1) * per_page, per_page, keyed=not include_unpublished)
+    shape = Shape(author_id is not None, tag_id is not None, include_unpublished)
+    filters = {"author_id": author_id, "tag_id": tag_id}
+    filters = {name: value for name, value in filters.items() if value is not None}
+    return Listing(shape, (page - 1) * per_page, per_page, filters)
 
 
 def _last_known_page(db: Session, listing: Listing, *, page: int, lookahead_pages: int) -> int:
     per_page = listing.per_page
-    ahead = _count_rows_after(
-        db, listing.rows, start=listing.offset + per_page, cap=lookahead_pages * per_page
-    )
+    parameters = {
+        **listing.parameters(rows=per_page),
+        "ahead_start": listing.offset + per_page,
+        "ahead_cap": lookahead_pages * per_page,
+    }
+    ahead = db.scalar(_count_ahead(listing.shape), parameters) or 0
     return page + -(-ahead // per_page)
 
 
@@ -174,7 +227,8 @@ def list_posts(
         tag_id=tag_id,
         include_unpublished=include_unpublished,
     )
-    posts = db.scalars(listing.page_rows().options(joinedload(Post.author))).all()
+    query = _page_posts(listing.shape, from_start=listing.offset == 0)
+    posts = db.scalars(query, listing.parameters(rows=per_page)).all()
     last = _last_known_page(db, listing, page=page, lookahead_pages=lookahead_pages)
     return PostPage(posts=list(posts), number=page, size=per_page, last_known_page=last)
 
@@ -209,10 +263,10 @@ def list_entries(
         tag_id=tag_id,
         include_unpublished=include_unpublished,
     )
-    with_ahead = replace(listing, per_page=per_page * (1 + lookahead_pages))
-    query = with_ahead.page_rows().with_only_columns(*validity.STAMP_COLUMNS)
+    query = _page_entries(listing.shape, from_start=listing.offset == 0)
+    parameters = listing.parameters(rows=per_page * (1 + lookahead_pages))
     # Plain columns: read on the session's connection, past the ORM's result machinery.
-    rows = db.connection().execute(query.join(User, User.id == Post.user_id)).all()
+    rows = db.connection().execute(query, parameters).all()
     entries = [validity.post_stamp_of_row(row) for row in rows[:per_page]]
     pages_ahead = -(-max(0, len(rows) - per_page) // per_page)
     return EntryPage(
@@ -239,35 +293,25 @@ def newest_post_stamps(db: Session, *, limit: int) -> list[tuple[int, str, int, 
     return [(row.id, row.slug, row.user_id, row.updated_at) for row in db.execute(query)]
 
 
-def _from_position(
-    listing: Select[tuple[Post]], offset: int, *, keyed: bool = True
-) -> Select[tuple[Post]]:
-    """The listing from its `offset`-th row on, reached by sort key instead of by OFFSET.
+def _from_position(listing: Select[tuple[Post]], *, keyed: bool) -> Select[tuple[Post]]:
+    """The listing from its OFFSET-th row on, reached by sort key instead of by OFFSET.
 
     OFFSET would read every skipped row, bodies and all, and join each to its author; the
-    key of the row at `offset` is counted off in the (published_at, id) index alone, so page
-    5,000 of a million posts takes milliseconds rather than most of a second.
+    key of the row at the offset is counted off in the (published_at, id) index alone, so
+    page 5,000 of a million posts takes milliseconds rather than most of a second.
     """
-    if offset == 0:
-        return listing
     if not keyed:
         # Unpublished posts have no date to compare; an author's own listing, the only one
         # that holds them, is short enough for OFFSET.
-        return listing.offset(offset)
+        return listing.offset(OFFSET)
     key_at_offset = (
         _newest_first(listing.with_only_columns(Post.published_at, Post.id))
         .limit(1)
-        .offset(offset)
+        .offset(OFFSET)
         .correlate(None)
         .scalar_subquery()
     )
     return listing.where(tuple_(Post.published_at, Post.id) <= key_at_offset)
-
-
-def _count_rows_after(db: Session, listing: Select[tuple[Post]], *, start: int, cap: int) -> int:
-    """How many rows follow `start` in the listing, counting no further than `cap`."""
-    window = _newest_first(listing.with_only_columns(Post.id)).limit(cap).offset(start).subquery()
-    return db.scalar(select(func.count()).select_from(window)) or 0
 
 
 @dataclass(frozen=True)

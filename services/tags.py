@@ -3,7 +3,7 @@
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import BindParameter, Select, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -56,7 +56,7 @@ def find_or_create(db: Session, names: list[str]) -> list[Tag]:
     return [existing[slug] for slug in wanted]
 
 
-def posts_tagged(tag_id: int) -> Select[tuple[int]]:
+def posts_tagged(tag_id: int | BindParameter[int]) -> Select[tuple[int]]:
     """The ids of the posts carrying a tag, through the (tag_id, post_id) index."""
     return select(PostTag.post_id).where(PostTag.tag_id == tag_id)
 
