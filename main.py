@@ -92,10 +92,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     sender = (
         MailSender(app.state.database, settings).start() if settings.mail_poll_seconds else None
     )
+    app.state.lifespans += 1
     yield
+    app.state.lifespans -= 1
     if sender:
         sender.stop()
-    app.state.database.dispose()
+    # One app may be served by several servers at once (test clients do it): the last one
+    # to stop closes the pool, so no server's stop strands a connection another still uses.
+    if app.state.lifespans == 0:
+        app.state.database.dispose()
 
 
 def _add_middleware(app: FastAPI, settings: Settings) -> None:
@@ -130,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.clock_file:
         use_clock(file_clock(settings.clock_file))
     app.state.database = Database(settings.database_url)
+    app.state.lifespans = 0
     app.state.page_cache = PageCache()
     app.state.fragments = FragmentCache()
     # Outside development the templates never change under a running server, so Jinja need
