@@ -13,13 +13,14 @@ from fastapi import (
     status,
 )
 
+from models import Post
 from schemas import (
     MAX_ID,
     PostPublic,
 )
 from services import posts, users
 from services.errors import ThrottledError
-from web.fragments import public_post
+from web.fragments import post_json, public_post
 
 UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
 PostId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -112,3 +113,23 @@ def link_neighbours(request: Request, response: Response, page: Page) -> None:
         links.append(f'<{request.url.include_query_params(page=page.number + 1)}>; rel="next"')
     if links:
         response.headers["Link"] = ", ".join(links)
+
+
+def post_response(
+    request: Request,
+    post: Post,
+    *,
+    status_code: int = status.HTTP_200_OK,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A post as the API shows it, answered as it stands.
+
+    Returned as the response itself, so FastAPI does not validate the model a second time
+    on another trip to the thread pool; its JSON is the one a read of the post is served
+    from next (web.fragments.post_json)."""
+    return Response(
+        post_json(request, post),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
+    )

@@ -23,14 +23,14 @@ from routers.api.common import (
     error_response,
     link_neighbours,
     paginate,
-    public_post,
+    post_response,
     throttled,
 )
 from schemas import PostCreate, PostPublic, PostReplace, PostUpdate, ReviewLinkPublic, TagPublic
 from services import posts, reviews, search, tags
 from web.compression import identity_tag
 from web.deps import ApiUser, MaybeApiUser, PageRequest, Paging, SettingsDep, short_read
-from web.fragments import post_json, post_json_list
+from web.fragments import post_json_list
 from web.middleware import BodyLimitedRoute
 from web.pagecache import stamp_with_post
 from web.privacy import Public
@@ -108,7 +108,7 @@ def create_post(
     posts in its first day (429, with Retry-After saying when it may write more)."""
     with throttled(TOO_MANY_NEW_POSTS):
         post = posts.create_post(db, data=data, author=user, limit=settings.new_account_limit)
-    return public_post(request, post)
+    return post_response(request, post, status_code=status.HTTP_201_CREATED)
 
 
 @router.get(
@@ -127,7 +127,7 @@ def read_post(request: Request, post_id: PostId, db: SessionDep, viewer: MaybeAp
         "ETag": post_etag(post),
         "Last-Modified": format_datetime(post.updated_at, usegmt=True),
     }
-    return Response(post_json(request, post), media_type="application/json", headers=headers)
+    return post_response(request, post, headers=headers)
 
 
 IfMatch = Annotated[
@@ -151,14 +151,12 @@ def _edit(
     post_id: int,
     data: PostReplace | PostUpdate,
     if_match: str | None,
-    response: Response,
-) -> PostPublic:
+) -> Response:
     """The shared body of PUT and PATCH: author check, precondition, then the update."""
     post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
     check_precondition(post, if_match)
     post = posts.update_post(db, post=post, data=data)
-    response.headers["ETag"] = post_etag(post)
-    return public_post(request, post)
+    return post_response(request, post, headers={"ETag": post_etag(post)})
 
 
 def check_precondition(post: Post, if_match: str | None) -> None:
@@ -192,12 +190,11 @@ def replace_post(
     request: Request,
     db: SessionDep,
     user: ApiUser,
-    response: Response,
     if_match: IfMatch = None,
 ) -> Any:
     """Replace a post's title and content, and the status, schedule, tags or slug sent
     (its author only)."""
-    return _edit(request, db, user, post_id, data, if_match, response)
+    return _edit(request, db, user, post_id, data, if_match)
 
 
 @router.patch("/posts/{post_id}", response_model=PostPublic, responses=EDIT_RESPONSES)
@@ -207,11 +204,10 @@ def update_post(
     data: PostUpdate,
     db: SessionDep,
     user: ApiUser,
-    response: Response,
     if_match: IfMatch = None,
 ) -> Any:
     """Change some of a post's fields (its author only)."""
-    return _edit(request, db, user, post_id, data, if_match, response)
+    return _edit(request, db, user, post_id, data, if_match)
 
 
 @router.post(

@@ -13,7 +13,7 @@ from routers.api.common import (
     PostId,
     error_response,
     link_neighbours,
-    public_post,
+    post_response,
 )
 from routers.api.posts import IfMatch, check_precondition, post_etag
 from schemas import MAX_ID, PostPublic, RevisionPublic, RevisionSummary
@@ -76,7 +76,6 @@ def restore_revision(
     number: RevisionNumber,
     db: SessionDep,
     user: ApiUser,
-    response: Response,
     if_match: IfMatch = None,
 ) -> Any:
     """Save an old revision's title, text and tags as the post's new version (its author
@@ -84,5 +83,4 @@ def restore_revision(
     post = revisions.own_post(db, post_id=post_id, user=user)
     check_precondition(post, if_match)
     post = posts.restore_revision(db, post=post, number=number, expected_version=post.version)
-    response.headers["ETag"] = post_etag(post)
-    return public_post(request, post)
+    return post_response(request, post, headers={"ETag": post_etag(post)})
