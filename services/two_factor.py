@@ -18,7 +18,6 @@ import secrets
 from typing import Literal, NoReturn
 
 import pyotp
-import segno
 from markupsafe import Markup
 from pyotp.exceptions import OTPVerificationError
 from sqlalchemy import delete, func, or_, select, update
@@ -69,6 +68,10 @@ def qr_code_svg(uri: str, *, title: str) -> Markup:
     """`uri` as a QR code in inline SVG: paths only, dark on a light ground whatever the
     page's theme (scanners need the contrast). Safe to insert as markup: the data becomes
     geometry, and the title is escaped."""
+    # Imported here: only the set-up page draws a code, and a worker that never shows it
+    # is spared the library's memory.
+    import segno
+
     code = segno.make(uri, error="m")
     svg = code.svg_inline(
         scale=4, dark="#000", light="#fff", svgclass="qr-code", lineclass=None, title=title

@@ -69,3 +69,11 @@ def test_readyz_refuses_when_the_database_has_no_schema(
 def test_probes_answer_head_requests(client: TestClient) -> None:
     assert client.head("/healthz").status_code == 200
     assert client.head("/readyz").status_code == 200
+
+
+def test_the_expected_revision_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    from services.health import MIGRATIONS_DIR
+
+    assert expected_revision() == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()

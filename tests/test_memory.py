@@ -93,3 +93,27 @@ def test_password_hashing_on_request_threads_leaves_nothing_resident():
     grown_kib = int(result.stdout.strip())
     # Each argon2 hash works in 19 MiB; without the fixed threshold one stays resident.
     assert grown_kib < 4 * 1024, grown_kib
+
+
+WORKER_MODULES = """
+import sys
+import main
+print(" ".join(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+def test_a_web_worker_leaves_the_migration_tools_unloaded():
+    # Alembic (with Mako) would add some 9 MB to every worker only for the readiness
+    # probe's expected revision, which services.health reads from the scripts itself;
+    # the QR code library is loaded by the one page that draws a code.
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(WORKER_MODULES)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    loaded = set(result.stdout.split())
+    assert "sqlalchemy" in loaded
+    assert loaded.isdisjoint({"alembic", "mako", "segno"})
