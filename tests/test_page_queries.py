@@ -1,6 +1,7 @@
 """SQL statements per page: constant, whatever the number of posts shown."""
 
 import pytest
+from sqlalchemy import event
 
 from config import Settings
 
@@ -71,3 +72,34 @@ def test_media_library_statement_count_does_not_grow_with_images(
         assert response.text.count('class="media-item"') == total
         counts.append(counter.count)
     assert counts[0] == counts[1]
+
+
+def test_a_signed_in_read_is_one_transaction_and_a_write_keeps_its_own(
+    app, client, make_post, browser_session, api_headers
+):
+    post = make_post()
+    browser_session(client, post.author)
+    headers = api_headers(post.author)
+    # Each transaction takes a connection from the pool and gives it back when it ends.
+    begun: list[object] = []
+
+    def checked_out(*connection: object) -> None:
+        begun.append(connection)
+
+    pool = app.state.database.engine.pool
+    event.listen(pool, "checkout", checked_out)
+    try:
+        assert client.get("/").status_code == 200
+        assert len(begun) == 1  # who is signed in, then the page, in the same transaction
+        client.cookies.clear()
+        begun.clear()
+        assert client.get(f"/api/posts/{post.id}", headers=headers).status_code == 200
+        assert len(begun) == 1
+        begun.clear()
+        edit = client.patch(f"/api/posts/{post.id}", json={"title": "New"}, headers=headers)
+        assert edit.status_code == 200
+        # The token's read ends before the write begins, so the write lock is not held
+        # while the token is looked up.
+        assert len(begun) == 2
+    finally:
+        event.remove(pool, "checkout", checked_out)

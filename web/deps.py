@@ -11,7 +11,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
 from config import Settings
-from database import Database, SessionDep, reading
+from database import READ_ONLY_METHODS, Database, SessionDep, reading
 from models import User
 from services.sessions import SessionKind, find_user
 from web.cookies import SESSION_COOKIE
@@ -88,7 +88,10 @@ class LoginRequiredError(Exception):
         self.next_path = next_path
 
 
-def _session_user(db: Session, token: str, kind: SessionKind) -> User | None:
+def _session_user(db: Session, token: str, kind: SessionKind, writes: bool) -> User | None:
+    if not writes:
+        # The route reads on in the same transaction: one BEGIN for the whole request.
+        return find_user(db, token=token, kind=kind)
     # A read of its own, ended at once: the route's writes take the write lock themselves.
     reading(db)
     user = find_user(db, token=token, kind=kind)
@@ -98,7 +101,8 @@ def _session_user(db: Session, token: str, kind: SessionKind) -> User | None:
 
 async def _user_for(request: Request, db: Session, token: str, kind: SessionKind) -> User | None:
     database: Database = request.app.state.database
-    return await database.run(partial(_session_user, db, token, kind))
+    writes = request.method not in READ_ONLY_METHODS
+    return await database.run(partial(_session_user, db, token, kind, writes))
 
 
 async def get_current_user(request: Request, db: SessionDep) -> User | None:
