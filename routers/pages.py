@@ -73,11 +73,11 @@ def post_detail(
     stamp_with_post(request, post)
     if slug != post.slug:
         return RedirectResponse(post_url(request, post), status.HTTP_301_MOVED_PERMANENTLY)
-    return _post_page(request, post, preview=not post.is_live())
+    return _post_page(request, db, post, preview=not post.is_live())
 
 
-def _post_page(request: Request, post: Post, *, preview: bool) -> HTMLResponse:
-    context = {"post": post, **post_page_parts(request, post, preview=preview)}
+def _post_page(request: Request, db: Session, post: Post, *, preview: bool) -> HTMLResponse:
+    context = {"post": post, **post_page_parts(request, db, post, preview=preview)}
     return render(request, "posts/detail.html", context)
 
 
@@ -92,7 +92,7 @@ def review(request: Request, token: str, db: SessionDep) -> Response:
         context = {"status_code": 404, "phrase": "Review link not found", "request_id": None}
         context["message"] = reviews.REVIEW_LINK_NOT_FOUND
         return render(request, "errors/error.html", context, status.HTTP_404_NOT_FOUND)
-    response = _post_page(request, post, preview=True)
+    response = _post_page(request, db, post, preview=True)
     response.headers["X-Robots-Tag"] = "noindex"
     return response
 

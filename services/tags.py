@@ -3,9 +3,10 @@
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import BindParameter, Select, func, insert, select
+from sqlalchemy import BindParameter, Select, bindparam, func, insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models import Post, PostTag, Tag, live_post
 from services.errors import NotFoundError
@@ -59,6 +60,23 @@ def find_or_create(db: Session, names: list[str]) -> list[Tag]:
 def posts_tagged(tag_id: int | BindParameter[int]) -> Select[tuple[int]]:
     """The ids of the posts carrying a tag, through the (tag_id, post_id) index."""
     return select(PostTag.post_id).where(PostTag.tag_id == tag_id)
+
+
+# A post's tags as its relationship reads them (down the primary key, no sort), built once.
+_TAGS_OF_POST = (
+    select(Tag)
+    .join(PostTag, PostTag.tag_id == Tag.id)
+    .where(PostTag.post_id == bindparam("post_id"))
+)
+
+
+def load_tags(db: Session, post: Post) -> None:
+    """Read `post.tags` unless they are loaded already, with a statement built once: the
+    lazy load a template's first touch would start builds its statement anew each time,
+    which costs more than the query."""
+    if "tags" in inspect(post).unloaded:
+        found = list(db.scalars(_TAGS_OF_POST, {"post_id": post.id}))
+        set_committed_value(post, "tags", found)
 
 
 def get_tag(db: Session, *, slug: str) -> Tag:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from models import Post
 from schemas import PostPublic
-from services import posts, validity
+from services import posts, tags, validity
 from web.bounded_cache import BoundedCache
 from web.templating import templates
 from web.urls import post_url
@@ -99,36 +99,40 @@ def _assemble(
     return [fragment for fragment in found.values() if fragment is not None]
 
 
-def post_json(request: Request, post: Post) -> bytes:
+def post_json(request: Request, db: Session, post: Post) -> bytes:
     """One loaded post as the API's JSON, from the cache while the post is unchanged."""
     cache = _cache(request)
     key = (POST_JSON.name, str(request.base_url), post.id)
     stamp = validity.post_stamp_of(post)
     fragment = cache.get(key, stamp)
     if not isinstance(fragment, bytes):
+        tags.load_tags(db, post)
         fragment = render_post_json(request, post)
         cache.put(key, stamp, fragment)
     return fragment
 
 
-def _cached_part(request: Request, post: Post, name: str, preview: bool) -> Markup:
+def _cached_part(request: Request, db: Session, post: Post, name: str, preview: bool) -> Markup:
     cache = _cache(request)
     key = (name, str(request.base_url), post.id, preview)
     stamp = validity.post_stamp_of(post)
     part = cache.get(key, stamp)
     if not isinstance(part, Markup):
+        tags.load_tags(db, post)
         context = {"request": request, "post": post, "preview": preview}
         part = Markup(templates.get_template(name).render(context))
         cache.put(key, stamp, part)
     return part
 
 
-def post_page_parts(request: Request, post: Post, *, preview: bool) -> dict[str, Markup]:
+def post_page_parts(
+    request: Request, db: Session, post: Post, *, preview: bool
+) -> dict[str, Markup]:
     """The parts of a post's page that are the same for every reader (its head tags and
     the article), for the page template to place around what is personal."""
     return {
-        "post_head": _cached_part(request, post, POST_HEAD_TEMPLATE, preview),
-        "post_article": _cached_part(request, post, POST_ARTICLE_TEMPLATE, preview),
+        "post_head": _cached_part(request, db, post, POST_HEAD_TEMPLATE, preview),
+        "post_article": _cached_part(request, db, post, POST_ARTICLE_TEMPLATE, preview),
     }
 
 

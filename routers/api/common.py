@@ -12,6 +12,7 @@ from fastapi import (
     Response,
     status,
 )
+from sqlalchemy.orm import Session
 
 from models import Post
 from schemas import (
@@ -117,6 +118,7 @@ def link_neighbours(request: Request, response: Response, page: Page) -> None:
 
 def post_response(
     request: Request,
+    db: Session,
     post: Post,
     *,
     status_code: int = status.HTTP_200_OK,
@@ -128,7 +130,7 @@ def post_response(
     on another trip to the thread pool; its JSON is the one a read of the post is served
     from next (web.fragments.post_json)."""
     return Response(
-        post_json(request, post),
+        post_json(request, db, post),
         status_code=status_code,
         media_type="application/json",
         headers=headers,

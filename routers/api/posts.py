@@ -108,7 +108,7 @@ def create_post(
     posts in its first day (429, with Retry-After saying when it may write more)."""
     with throttled(TOO_MANY_NEW_POSTS):
         post = posts.create_post(db, data=data, author=user, limit=settings.new_account_limit)
-    return post_response(request, post, status_code=status.HTTP_201_CREATED)
+    return post_response(request, db, post, status_code=status.HTTP_201_CREATED)
 
 
 @router.get(
@@ -127,7 +127,7 @@ def read_post(request: Request, post_id: PostId, db: SessionDep, viewer: MaybeAp
         "ETag": post_etag(post),
         "Last-Modified": format_datetime(post.updated_at, usegmt=True),
     }
-    return post_response(request, post, headers=headers)
+    return post_response(request, db, post, headers=headers)
 
 
 IfMatch = Annotated[
@@ -156,7 +156,7 @@ def _edit(
     post = posts.get_post(db, post_id=post_id, user=user, check_author=True)
     check_precondition(post, if_match)
     post = posts.update_post(db, post=post, data=data)
-    return post_response(request, post, headers={"ETag": post_etag(post)})
+    return post_response(request, db, post, headers={"ETag": post_etag(post)})
 
 
 def check_precondition(post: Post, if_match: str | None) -> None:

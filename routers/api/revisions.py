@@ -83,4 +83,4 @@ def restore_revision(
     post = revisions.own_post(db, post_id=post_id, user=user)
     check_precondition(post, if_match)
     post = posts.restore_revision(db, post=post, number=number, expected_version=post.version)
-    return post_response(request, post, headers={"ETag": post_etag(post)})
+    return post_response(request, db, post, headers={"ETag": post_etag(post)})
