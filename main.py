@@ -149,13 +149,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.avatar_dir.mkdir(parents=True, exist_ok=True)
         app.mount("/media", MediaFiles(directory=settings.media_dir), name="media")
     app.include_router(health.router)
+    # Routes are tried in order, every one of a router in turn: the pages most read come
+    # first. A post's page does not take /posts/{id}/edit and the like for its own (its
+    # slug may not be one of their names: web.urls.PostSlugConvertor).
+    app.include_router(pages.router)
     app.include_router(api.router)
-    # Before the pages: /posts/{id}/edit must not be read as a post whose slug is "edit"
-    # (services.posts reserves such slugs).
     app.include_router(writing.router)
     app.include_router(history.router)
     app.include_router(admin.router)
-    app.include_router(pages.router)
     app.include_router(account.router)
     app.include_router(recovery.router)
     app.include_router(media_pages.router)

@@ -63,7 +63,9 @@ def post_short(request: Request, post_id: int, db: SessionDep, viewer: CurrentUs
     return RedirectResponse(post_url(request, post), status.HTTP_301_MOVED_PERMANENTLY)
 
 
-@router.get("/posts/{post_id:int}/{slug}", response_class=HTMLResponse, name="post_detail")
+@router.get(
+    "/posts/{post_id:int}/{slug:post_slug}", response_class=HTMLResponse, name="post_detail"
+)
 @short_read
 def post_detail(
     request: Request, post_id: int, slug: str, db: SessionDep, viewer: CurrentUser

@@ -337,9 +337,16 @@ def test_every_address_a_post_had_redirects_to_the_current_one(client, make_user
 
 
 def test_a_slug_that_names_a_page_of_the_post_is_moved_aside(client, make_user, api_headers):
-    post = api_post(client, api_headers(make_user("edgy")), title="Edit")
+    author = make_user("edgy")
+    post = api_post(client, api_headers(author), title="Edit")
     assert post["slug"] == "edit-post"
     assert client.get(f"/posts/{post['id']}/edit-post").status_code == 200
+    # The post's page is tried first, yet its own pages stay theirs: for a stranger the
+    # edit form is a log-in redirect, not a redirect to the post's canonical address.
+    for page in ("edit", "delete", "history"):
+        answer = client.get(f"/posts/{post['id']}/{page}", follow_redirects=False)
+        assert answer.status_code == 303, page
+        assert answer.headers["location"].startswith("http://testserver/login?next="), page
 
 
 # ---------------------------------------------------------------- review links

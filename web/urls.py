@@ -1,14 +1,28 @@
 """The one URL builder: templates, feeds and redirects all make their links here."""
 
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.datastructures import URL, URLPath
 from starlette.requests import Request
 from starlette.routing import BaseRoute, NoMatchFound
 
 from services.mail import Site
+from services.posts import RESERVED_SLUGS
+
+
+class PostSlugConvertor(StringConvertor):
+    """A post's slug in its address (`{slug:post_slug}`): any path segment but the names of
+    a post's own pages (/posts/{id}/edit …), which no slug may take. The post page's route
+    can then be tried before those pages' routes, and be found sooner."""
+
+    regex = rf"(?!(?:{'|'.join(map(re.escape, sorted(RESERVED_SLUGS)))})$)[^/]+"
+
+
+register_url_convertor("post_slug", PostSlugConvertor())
 
 
 def _leaf_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
