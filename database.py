@@ -9,8 +9,9 @@ from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 from fastapi import Depends, Request
-from sqlalchemy import Engine, MetaData, create_engine, event, make_url
+from sqlalchemy import Engine, MetaData, Select, create_engine, event, make_url
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 # Requests with these methods only read, so they may use SQLite's deferred BEGIN.
@@ -181,6 +182,73 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, **POSTGRES_POOL)
 
 
+StatementObserver = Callable[[str], None]
+
+
+class OneRowRead:
+    """A read of one row, compiled once for an engine and run straight on a pooled DBAPI
+    connection, past SQLAlchemy's execution machinery.
+
+    For the statements read on nearly every request (the page cache's stamps): on SQLite
+    the machinery (a Connection, an execution context, a result) costs several times the
+    query itself, some 75 µs against 15 µs. The values still pass through the columns' own
+    type processors, so a row reads as Connection.execute would give it. Observers (the
+    tests' and the benchmark's statement counters) are told of each statement run.
+    """
+
+    def __init__(self, database: "Database", statement: Select[Any]) -> None:
+        dialect = database.engine.dialect
+        compiled = statement.compile(dialect=dialect)
+        self._engine = database.engine
+        self._dbapi_error = dialect.loaded_dbapi.Error
+        self._observers = database.statement_observers
+        self._compiled = compiled
+        self._positions = compiled.positiontup
+        # Each type as this dialect implements it (SQLite keeps moments as text, say).
+        self._binds = {
+            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+            for name, bind in compiled.binds.items()
+        }
+        self._columns = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.selected_columns
+        ]
+
+    def __call__(self, **values: object) -> tuple[Any, ...] | None:
+        """The row the statement reads with `values` bound, or None when there is none;
+        DBAPIError when the database cannot answer."""
+        parameters = self._parameters(values)
+        sql = self._compiled.string
+        for observe in self._observers:
+            observe(sql)
+        connection = self._engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(sql, parameters)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        except self._dbapi_error as error:
+            raise DBAPIError.instance(sql, parameters, error, self._dbapi_error) from error
+        finally:
+            connection.close()
+        if row is None:
+            return None
+        return tuple(
+            value if process is None else process(value)
+            for process, value in zip(self._columns, row, strict=True)
+        )
+
+    def _parameters(self, values: dict[str, object]) -> Any:
+        processed = {}
+        for name, value in self._compiled.construct_params(values).items():
+            process = self._binds[name]
+            processed[name] = value if process is None else process(value)
+        # A driver of the "?" style takes them in order, one of the named style by name.
+        return processed if self._positions is None else [processed[n] for n in self._positions]
+
+
 class Database:
     """One engine plus a writer view of it whose transactions start with BEGIN IMMEDIATE."""
 
@@ -192,6 +260,8 @@ class Database:
         # SQLite reads a page of a local file: quicker inline than a hand-off to a thread.
         # A PostgreSQL round trip waits on the network, which would stall the event loop.
         self.calls_inline = self.engine.dialect.name == "sqlite"
+        # Told of each statement a OneRowRead runs (the engine's own events do not see it).
+        self.statement_observers: list[StatementObserver] = []
 
     def session(self, *, write: bool) -> Session:
         """A new session; `write=True` for requests that may change data."""

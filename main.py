@@ -108,9 +108,7 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     # headers, the host checks, compression, the page cache, and last the ETag buffering.
     # (Body limits are the routes' own: web.middleware.BodyLimitedRoute.)
     app.add_middleware(ETagMiddleware)
-    app.add_middleware(
-        PageCacheMiddleware, engine=app.state.database.engine, cache=app.state.page_cache
-    )
+    app.add_middleware(PageCacheMiddleware, database=app.state.database, cache=app.state.page_cache)
     app.add_middleware(CompressionMiddleware)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(SingleHostMiddleware)

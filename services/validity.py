@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from config import utcnow
+from database import Database, OneRowRead
 from models import Post, SiteState, User, is_live, live_post
 
 # The site-wide stamp: (content version, newest moment a post went live).
@@ -33,12 +34,6 @@ POST_STAMP = "post"
 NOW = bindparam("now")
 _NEWEST_LIVE = select(func.max(Post.published_at)).where(live_post(NOW)).scalar_subquery()
 SITE_STAMP = select(SiteState.content_version, _NEWEST_LIVE).where(SiteState.id == 1)
-
-
-def site_stamp(connection: Connection) -> SiteStamp | None:
-    """The site-wide stamp now (one row, and one step down an index)."""
-    row = connection.execute(SITE_STAMP, {"now": utcnow()}).one_or_none()
-    return (row[0], row[1]) if row else None
 
 
 def post_stamp_of(post: Post) -> PostStamp:
@@ -69,7 +64,7 @@ STAMP_COLUMNS: Sequence[InstrumentedAttribute[Any]] = (
 )
 
 
-def post_stamp_of_row(row: Row[Any]) -> PostStamp:
+def post_stamp_of_row(row: Sequence[Any]) -> PostStamp:
     """The stamp of the post whose STAMP_COLUMNS are `row` (the same as post_stamp_of)."""
     post_id, version, renderer, published_at, hidden, username, image_file, author_version = row
     return (
@@ -91,10 +86,23 @@ _POST_STAMP_ROW = (
 )
 
 
-def current_post_stamp(connection: Connection, post_id: int) -> PostStamp | None:
-    """The stamp a page of post `post_id` made now would have; None once it is gone."""
-    row = connection.execute(_POST_STAMP_ROW, {"post_id": post_id}).one_or_none()
-    return None if row is None else post_stamp_of_row(row)
+class StampReads:
+    """The stamps a cached page is checked against, each read compiled once for the
+    database (database.OneRowRead): they are read on nearly every anonymous request."""
+
+    def __init__(self, database: Database) -> None:
+        self._site = OneRowRead(database, SITE_STAMP)
+        self._post = OneRowRead(database, _POST_STAMP_ROW)
+
+    def site(self) -> SiteStamp | None:
+        """The site-wide stamp now (one row, and one step down an index)."""
+        row = self._site(now=utcnow())
+        return (row[0], row[1]) if row else None
+
+    def post(self, post_id: int) -> PostStamp | None:
+        """The stamp a page of post `post_id` made now would have; None once it is gone."""
+        row = self._post(post_id=post_id)
+        return None if row is None else post_stamp_of_row(row)
 
 
 def post_id_of(stamp: PostStamp) -> int:

@@ -230,6 +230,9 @@ class StatementCounter:
         self.statements: list[str] = []
 
     def __call__(self, conn: object, cursor: object, statement: str, *args: object) -> None:
+        self.saw(statement)
+
+    def saw(self, statement: str) -> None:
         # BEGIN/COMMIT bookkeeping is not a query.
         if statement.split(None, 1)[0].upper() not in {"BEGIN", "COMMIT", "ROLLBACK"}:
             self.statements.append(statement)
@@ -243,17 +246,21 @@ class StatementCounter:
 def count_statements(app: FastAPI) -> Iterator[Callable[[], StatementCounter]]:
     """`with count_statements() as counter:`-style helper, returned as a factory."""
     engine = app.state.database.engine
+    # The engine's events, and the reads run past them (database.OneRowRead).
+    observers = app.state.database.statement_observers
     counters: list[StatementCounter] = []
 
     def start() -> StatementCounter:
         counter = StatementCounter()
         event.listen(engine, "before_cursor_execute", counter)
+        observers.append(counter.saw)
         counters.append(counter)
         return counter
 
     yield start
     for counter in counters:
         event.remove(engine, "before_cursor_execute", counter)
+        observers.remove(counter.saw)
 
 
 @pytest.fixture

@@ -1,13 +1,18 @@
 """Cached pages for anonymous readers: cheaper, and never stale."""
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
+from database import OneRowRead
 from main import create_app
+from models import SiteState
+from services import validity
 from services.validity import invalidate_author
 from tests.support.accounts import PASSWORD
 from tests.support.server import migrate, running_server
@@ -251,3 +256,34 @@ def asyncio_running() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def test_the_stamps_read_past_the_orm_are_what_the_orm_reads(app, db, make_post, clock):
+    """The page cache reads its stamps on raw DBAPI connections (database.OneRowRead): the
+    values must be typed as SQLAlchemy would give them, or no stamp would ever match."""
+    post = make_post()
+    stamps = validity.StampReads(app.state.database)
+    site = stamps.site()
+    assert site is not None
+    with app.state.database.engine.connect() as connection:
+        assert site == tuple(connection.execute(validity.SITE_STAMP, {"now": clock.moment}).one())
+    assert isinstance(site[1], datetime) and site[1].tzinfo is not None
+    db.refresh(post)
+    assert stamps.post(post.id) == validity.post_stamp_of(post)
+    assert stamps.post(post.id + 1000) is None
+
+
+def test_a_stamp_read_that_fails_is_a_dbapi_error_and_tells_its_observers(app):
+    database = app.state.database
+    statement = select(text("missing_column")).select_from(SiteState)
+    broken = OneRowRead(database, statement)
+    seen: list[str] = []
+    database.statement_observers.append(seen.append)
+    try:
+        with pytest.raises(DBAPIError):
+            broken()
+    finally:
+        database.statement_observers.remove(seen.append)
+    assert seen == [str(statement.compile(dialect=database.engine.dialect))]
+    # The connection went back to the pool in working order.
+    assert validity.StampReads(database).site() is not None

@@ -13,11 +13,11 @@ from functools import partial
 
 import anyio.to_thread
 from fastapi import Request
-from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from database import Database
 from models import Post
 from services import validity
 from web.bounded_cache import BoundedCache, Stamp
@@ -55,23 +55,21 @@ class PageCache(BoundedCache[Stored]):
         super().__init__(max_bytes, _size)
 
 
-def content_version(engine: Engine) -> Version | None:
+def content_version(stamps: validity.StampReads) -> Version | None:
     """What most pages are made from right now (one row, and one step down an index), or
     None when it cannot be read (then nothing is cached, and the route itself meets
     whatever is wrong with the database)."""
     try:
-        with engine.connect() as connection:
-            return validity.site_stamp(connection)
+        return stamps.site()
     except DBAPIError:
         return None
 
 
-def post_version(engine: Engine, post_id: int) -> Version | None:
+def post_version(stamps: validity.StampReads, post_id: int) -> Version | None:
     """What a page of post `post_id` would be made from right now; None if it is gone or
     cannot be read."""
     try:
-        with engine.connect() as connection:
-            return validity.current_post_stamp(connection, post_id)
+        return stamps.post(post_id)
     except DBAPIError:
         return None
 
@@ -116,23 +114,23 @@ class PageCacheMiddleware:
     """Serve anonymous GETs from the cache while the content version is unchanged, and mark
     personal responses private on their way out."""
 
-    def __init__(self, app: ASGIApp, engine: Engine, cache: PageCache) -> None:
+    def __init__(self, app: ASGIApp, database: Database, cache: PageCache) -> None:
         self.app = app
-        self.engine = engine
+        self.stamps = validity.StampReads(database)
         self.cache = cache
         # SQLite reads a page of a local file: quicker inline than the hand-off to a thread.
         # A PostgreSQL query waits on the network, which would stall the whole event loop.
-        self.reads_off_loop = engine.dialect.name != "sqlite"
+        self.reads_off_loop = not database.calls_inline
 
     async def _content_version(self) -> Version | None:
         if self.reads_off_loop:
-            return await anyio.to_thread.run_sync(content_version, self.engine)
-        return content_version(self.engine)
+            return await anyio.to_thread.run_sync(content_version, self.stamps)
+        return content_version(self.stamps)
 
     async def _post_version(self, post_id: int) -> Version | None:
         if self.reads_off_loop:
-            return await anyio.to_thread.run_sync(post_version, self.engine, post_id)
-        return post_version(self.engine, post_id)
+            return await anyio.to_thread.run_sync(post_version, self.stamps, post_id)
+        return post_version(self.stamps, post_id)
 
     async def _lookup(self, key: str) -> tuple[Stored | None, Version | None]:
         """The stored entry if it is still fresh, and the site-wide version when it was read
