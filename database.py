@@ -221,7 +221,11 @@ class OneRowRead:
         sql = self._compiled.string
         for observe in self._observers:
             observe(sql)
-        connection = self._engine.raw_connection()
+        try:
+            connection = self._engine.raw_connection()
+        except self._dbapi_error as error:
+            # The pool lets a failed connect through as the driver raised it.
+            raise DBAPIError.instance(None, None, error, self._dbapi_error) from error
         try:
             cursor = connection.cursor()
             try:

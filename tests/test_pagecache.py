@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from database import OneRowRead
+from database import Database, OneRowRead
 from main import create_app
 from models import SiteState
 from services import validity
@@ -287,3 +287,11 @@ def test_a_stamp_read_that_fails_is_a_dbapi_error_and_tells_its_observers(app):
     assert seen == [str(statement.compile(dialect=database.engine.dialect))]
     # The connection went back to the pool in working order.
     assert validity.StampReads(database).site() is not None
+
+
+def test_a_stamp_read_without_a_database_is_a_dbapi_error(tmp_path):
+    # What the pool raises when it cannot connect is the driver's own error.
+    unreachable = Database(f"sqlite:///{tmp_path}/no-such-folder/inkwell.db")
+    with pytest.raises(DBAPIError) as raised:
+        validity.StampReads(unreachable).site()
+    assert raised.value.statement is None  # a connection failure: the error handlers retry
