@@ -262,7 +262,10 @@ def _sync_post_media(session: Session, flush_context: UOWTransaction) -> None:
     for post in _changed_contents(session):
         digests = {match["digest"] for match in IMAGE_PATH.finditer(post.content or "")}
         connection = session.connection()
-        connection.execute(delete(PostMedia).where(PostMedia.post_id == post.id))
+        if post not in session.new:
+            # A post inserted in this flush has no rows yet: post ids are never reused,
+            # and a deleted post's rows went with it.
+            connection.execute(delete(PostMedia).where(PostMedia.post_id == post.id))
         if digests:
             connection.execute(
                 insert(PostMedia).from_select(

@@ -291,6 +291,26 @@ def test_delete_refuses_while_a_post_shows_it_unless_forced(
 
 
 @BOTH
+def test_which_posts_show_an_image_follows_new_posts_and_edits(
+    client, make_user, api_headers, count_statements
+):
+    headers = api_headers(make_user())
+    body = upload(client, headers, png_bytes((640, 480))).json()
+    written = count_statements()
+    post = client.post(
+        "/api/posts", json={"title": "Pictured", "content": body["markdown"]}, headers=headers
+    ).json()
+    touching = [sql for sql in written.statements if "post_media" in sql]
+    # A new post has no rows to clear: one insert, no delete.
+    assert [sql.split()[0] for sql in touching] == ["INSERT"]
+    assert client.get("/api/media", headers=headers).json()[0]["used_in"] == [post["id"]]
+    edited = client.patch(
+        f"/api/posts/{post['id']}", json={"content": "No picture now."}, headers=headers
+    )
+    assert edited.status_code == 200
+    assert client.get("/api/media", headers=headers).json()[0]["used_in"] == []
+
+
 def test_unused_image_is_deleted_at_once(app, client, db, make_user, api_headers):
     headers = api_headers(make_user())
     body = upload(client, headers, png_bytes((640, 480))).json()
