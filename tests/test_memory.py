@@ -79,18 +79,23 @@ print(resident_kib() - before)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, calls glibc")
-def test_password_hashing_on_request_threads_leaves_nothing_resident():
-    # A fresh interpreter, so other tests' allocations do not blur the figure.
+def _in_a_fresh_interpreter(code: str) -> str:
+    """What `code` prints, run by a new Python process in the project's folder."""
     result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(PROBE)],
+        [sys.executable, "-c", textwrap.dedent(code)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     )
-    grown_kib = int(result.stdout.strip())
+    return result.stdout
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, calls glibc")
+def test_password_hashing_on_request_threads_leaves_nothing_resident():
+    # A fresh interpreter, so other tests' allocations do not blur the figure.
+    grown_kib = int(_in_a_fresh_interpreter(PROBE).strip())
     # Each argon2 hash works in 19 MiB; without the fixed threshold one stays resident.
     assert grown_kib < 4 * 1024, grown_kib
 
@@ -106,14 +111,6 @@ def test_a_web_worker_leaves_the_migration_tools_unloaded():
     # Alembic (with Mako) would add some 9 MB to every worker only for the readiness
     # probe's expected revision, which services.health reads from the scripts itself;
     # the QR code library is loaded by the one page that draws a code.
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(WORKER_MODULES)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    loaded = set(result.stdout.split())
+    loaded = set(_in_a_fresh_interpreter(WORKER_MODULES).split())
     assert "sqlalchemy" in loaded
     assert loaded.isdisjoint({"alembic", "mako", "segno"})
