@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from config import utcnow
 from database import SessionDep
 from models import Post, User
-from services import posts, tags, users
+from services import listings, tags, users
 from web.deps import SettingsDep, get_current_user
 from web.errors import API_PREFIX
 from web.middleware import BodyLimitedRoute
@@ -159,7 +159,7 @@ def _atom_response(
 @router.get("/feed.xml", name="site_feed")
 def site_feed(request: Request, db: SessionDep, settings: SettingsDep) -> Response:
     """The newest posts from every author."""
-    listing = posts.list_posts(db, page=1, per_page=FEED_SIZE)
+    listing = listings.list_posts(db, page=1, per_page=FEED_SIZE)
     return _atom_response(
         request,
         listing.posts,
@@ -173,7 +173,7 @@ def site_feed(request: Request, db: SessionDep, settings: SettingsDep) -> Respon
 def user_feed(request: Request, user_id: int, db: SessionDep, settings: SettingsDep) -> Response:
     """One author's newest posts."""
     author = users.get_existing_user(db, user_id=user_id)
-    listing = posts.list_posts(db, page=1, per_page=FEED_SIZE, author_id=author.id)
+    listing = listings.list_posts(db, page=1, per_page=FEED_SIZE, author_id=author.id)
     return _atom_response(
         request,
         listing.posts,
@@ -188,7 +188,7 @@ def user_feed(request: Request, user_id: int, db: SessionDep, settings: Settings
 def tag_feed(request: Request, slug: str, db: SessionDep, settings: SettingsDep) -> Response:
     """The newest posts carrying one tag."""
     tag = tags.get_tag(db, slug=slug)
-    listing = posts.list_posts(db, page=1, per_page=FEED_SIZE, tag_id=tag.id)
+    listing = listings.list_posts(db, page=1, per_page=FEED_SIZE, tag_id=tag.id)
     return _atom_response(
         request,
         listing.posts,
@@ -227,7 +227,7 @@ def sitemap(request: Request, db: SessionDep, settings: SettingsDep) -> Response
     """
     budget = SITEMAP_MAX_URLS - 1  # the home page
     author_url = _url_maker(request, "user_posts", "user_id")
-    rows = posts.newest_post_stamps(db, limit=budget)
+    rows = listings.newest_post_stamps(db, limit=budget)
     post_urls: list[SitemapUrl] = []
     author_lastmod: dict[int, datetime] = {}
     post_prefix = str(url_for(request, "post_short", post_id=1)).removesuffix("1")

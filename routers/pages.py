@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from database import SessionDep
 from models import Post
-from services import posts, reviews, search, tags, users
+from services import listings, posts, reviews, search, tags, users
 from services.errors import NotFoundError
 from web.deps import (
     CurrentUser,
@@ -34,7 +34,7 @@ router = APIRouter(
 LOOKAHEAD_PAGES = 2
 
 
-def _entries(request: Request, db: Session, listing: posts.EntryPage) -> list[Markup]:
+def _entries(request: Request, db: Session, listing: listings.EntryPage) -> list[Markup]:
     """The listing's rendered entries; 404 for a page past the end (page 1 may be empty:
     the friendly empty state)."""
     if listing.number > 1 and not listing.entries:
@@ -47,7 +47,7 @@ def _entries(request: Request, db: Session, listing: posts.EntryPage) -> list[Ma
 @short_read
 def home(request: Request, db: SessionDep, settings: SettingsDep, page: PageNumber = 1) -> Response:
     """Newest posts from every author."""
-    listing = posts.list_entries(
+    listing = listings.list_entries(
         db, page=page, per_page=settings.page_size, lookahead_pages=LOOKAHEAD_PAGES
     )
     entries = _entries(request, db, listing)
@@ -113,7 +113,7 @@ def tag_posts(
 ) -> Response:
     """A tag's posts, newest first."""
     tag = tags.get_tag(db, slug=slug)
-    listing = posts.list_entries(
+    listing = listings.list_entries(
         db, page=page, per_page=settings.page_size, tag_id=tag.id, lookahead_pages=LOOKAHEAD_PAGES
     )
     entries = _entries(request, db, listing)
@@ -130,7 +130,7 @@ def drafts(
     page: PageNumber = 1,
 ) -> Response:
     """Your drafts and scheduled posts, with everything you have published."""
-    listing = posts.list_entries(
+    listing = listings.list_entries(
         db,
         page=page,
         per_page=settings.page_size,
@@ -153,7 +153,7 @@ def user_posts(
 ) -> Response:
     """An author's page: their avatar and their posts."""
     author = users.get_existing_user(db, user_id=user_id)
-    listing = posts.list_entries(
+    listing = listings.list_entries(
         db,
         page=page,
         per_page=settings.page_size,

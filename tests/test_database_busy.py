@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import text
 
 import database
-from services import posts
+from services import listings
 from tests.support.accounts import form_token
 
 
@@ -82,7 +82,7 @@ def test_a_database_gone_mid_request_gets_503_not_500(client, backend, make_post
         pytest.skip("SQLite has no server to lose")
     make_post(title="Still here")
     engine = client.app.state.database.engine
-    list_entries = posts.list_entries
+    list_entries = listings.list_entries
 
     def cut_off(db, **kwargs):
         own_pid = db.execute(text("SELECT pg_backend_pid()")).scalar()
@@ -90,9 +90,9 @@ def test_a_database_gone_mid_request_gets_503_not_500(client, backend, make_post
             other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": own_pid})
         return list_entries(db, **kwargs)
 
-    monkeypatch.setattr(posts, "list_entries", cut_off)
+    monkeypatch.setattr(listings, "list_entries", cut_off)
     response = client.get("/api/posts")
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
-    monkeypatch.setattr(posts, "list_entries", list_entries)
+    monkeypatch.setattr(listings, "list_entries", list_entries)
     assert [post["title"] for post in client.get("/api/posts").json()] == ["Still here"]

@@ -217,20 +217,20 @@ def test_listings_and_post_reads_run_inline_on_sqlite_and_on_a_thread_on_postgre
 ):
     """Short indexed reads skip the hand-off to a worker thread where the database is a
     local file; across the network they must not hold up the event loop."""
-    from services import posts
+    from services import listings
     from tests.test_pagecache import asyncio_running
 
     post = make_post()
     headers = api_headers(post.author)  # personal: the page cache never answers
     on_event_loop: list[bool] = []
-    for name in ("list_entries", "get_post"):
-        original = getattr(posts, name)
+    for module, name in ((listings, "list_entries"), (posts, "get_post")):
+        original = getattr(module, name)
 
         def watched(*args, _original=original, **kwargs):
             on_event_loop.append(asyncio_running())
             return _original(*args, **kwargs)
 
-        monkeypatch.setattr(posts, name, watched)
+        monkeypatch.setattr(module, name, watched)
     for path in ("/", f"/posts/{post.id}/{post.slug}", "/api/posts", f"/api/posts/{post.id}"):
         assert client.get(path, headers=headers).status_code == 200
     assert on_event_loop == [backend == "sqlite"] * 4

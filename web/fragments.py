@@ -3,7 +3,7 @@
 A listing page that misses the page cache (a new URL, a logged-in reader, any page after a
 write) is assembled from the entries of its posts: each entry is rendered once per post
 version and reused by every listing that shows it, anonymous or not. Listings read their
-posts' stamps (services.posts.list_entries) and load only the posts whose entry is missing
+posts' stamps (services.listings.list_entries) and load only the posts whose entry is missing
 or stale. An entry holds nothing personal: it is the same for every reader allowed the
 listing it appears in, and who that is was decided by the query that named the post.
 """
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from models import Post
 from schemas import PostPublic
-from services import posts, tags, validity
+from services import listings, tags, validity
 from web.bounded_cache import BoundedCache
 from web.templating import templates
 from web.urls import post_url
@@ -74,7 +74,7 @@ POST_JSON = FragmentKind("post-json", render_post_json, reads_text=True)
 
 
 def _assemble(
-    request: Request, db: Session, page: posts.EntryPage, kind: FragmentKind[Fragment]
+    request: Request, db: Session, page: listings.EntryPage, kind: FragmentKind[Fragment]
 ) -> list[Fragment]:
     """The `kind` fragments of `page`'s posts, in order, rendering only those not cached at
     their current stamp (loaded in one query). A post deleted since the page was read is
@@ -89,7 +89,7 @@ def _assemble(
         for post_id, stamp in zip(ids, page.entries, strict=True)
     }
     missing = [post_id for post_id, fragment in found.items() if fragment is None]
-    loaded = posts.load_entries(db, post_ids=missing, with_text=kind.reads_text)
+    loaded = listings.load_entries(db, post_ids=missing, with_text=kind.reads_text)
     for post_id, post in loaded.items():
         fragment = kind.render(request, post)
         # Stamped with the post as loaded, which may be newer than the listing's read: the
@@ -136,11 +136,11 @@ def post_page_parts(
     }
 
 
-def post_entries(request: Request, db: Session, page: posts.EntryPage) -> list[Markup]:
+def post_entries(request: Request, db: Session, page: listings.EntryPage) -> list[Markup]:
     """The entries of a listing page's posts."""
     return _assemble(request, db, page, POST_ENTRY)
 
 
-def post_json_list(request: Request, db: Session, page: posts.EntryPage) -> bytes:
+def post_json_list(request: Request, db: Session, page: listings.EntryPage) -> bytes:
     """A page of posts as the API's JSON array."""
     return b"[" + b",".join(_assemble(request, db, page, POST_JSON)) + b"]"

@@ -39,7 +39,7 @@ from schemas import (
     UserPublic,
     UserUpdate,
 )
-from services import accounts, media, posts, sessions, users
+from services import accounts, listings, media, sessions, users
 from services.errors import SuspendedError, WrongCodeError
 from web.deps import ApiToken, ApiUser, Paging, SettingsDep
 from web.media import StorageDep
@@ -223,7 +223,7 @@ def list_my_posts(
     request: Request, response: Response, db: SessionDep, user: ApiUser, paging: Paging
 ) -> Any:
     """Your own posts in every status: drafts and scheduled posts first, then newest first."""
-    listing = posts.list_posts(
+    listing = listings.list_posts(
         db,
         page=paging.number,
         per_page=paging.size,
@@ -297,5 +297,5 @@ def list_user_posts(
 ) -> Any:
     """List one user's posts, newest first."""
     author = users.get_existing_user(db, user_id=user_id)
-    listing = posts.list_posts(db, page=paging.number, per_page=paging.size, author_id=author.id)
+    listing = listings.list_posts(db, page=paging.number, per_page=paging.size, author_id=author.id)
     return paginate(request, response, listing)

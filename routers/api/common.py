@@ -19,7 +19,7 @@ from schemas import (
     MAX_ID,
     PostPublic,
 )
-from services import posts, users
+from services import listings, posts, users
 from services.errors import ThrottledError
 from web.fragments import post_json, public_post
 
@@ -98,7 +98,7 @@ LIST_HEADERS = {
 
 
 def paginate(
-    request: Request, response: Response, page: posts.PostPage | posts.SearchResults
+    request: Request, response: Response, page: listings.PostPage | posts.SearchResults
 ) -> list[PostPublic]:
     """Advertise neighbouring pages in a Link header; the body stays a plain array."""
     link_neighbours(request, response, page)

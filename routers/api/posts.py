@@ -27,7 +27,7 @@ from routers.api.common import (
     throttled,
 )
 from schemas import PostCreate, PostPublic, PostReplace, PostUpdate, ReviewLinkPublic, TagPublic
-from services import posts, reviews, search, tags
+from services import listings, posts, reviews, search, tags
 from web.compression import identity_tag
 from web.deps import ApiUser, MaybeApiUser, PageRequest, Paging, SettingsDep, short_read
 from web.fragments import post_json_list
@@ -78,7 +78,7 @@ async def list_posts(
 @short_read
 def _newest_posts(request: Request, db: Session, tag: str | None, paging: PageRequest) -> Response:
     tag_id = tags.get_tag(db, slug=tag).id if tag is not None else None
-    listing = posts.list_entries(db, page=paging.number, per_page=paging.size, tag_id=tag_id)
+    listing = listings.list_entries(db, page=paging.number, per_page=paging.size, tag_id=tag_id)
     # Assembled from each post's JSON, cached per version of the post (web.fragments).
     body = Response(post_json_list(request, db, listing), media_type="application/json")
     link_neighbours(request, body, listing)
